@@ -3,9 +3,10 @@
 The questions, cuts, packages and licences live in scripts/dev_set.json; no audio is committed. Run
 `python scripts/build_dev_set.py [--out devset]`; then `python -m reliability import dataset
 devset/devset.json --audio-dir devset` loads it. Clips are 16 kHz mono FLAC under OUT/audio/; a clip
-already there is kept, so a second run downloads nothing. A question whose key is "I don't know" is
-written with `answer: null` and `unanswerable: true`: the lab's convention for an item where only an
-abstention is right (the importer refuses a key that is not among the choices).
+already made from the same package, file and cut is kept, so a second run downloads nothing. A
+question whose key is "I don't know" is written with `answer: null` and `unanswerable: true`: the
+lab's convention for an item where only an abstention is right (the importer refuses a key that is
+not among the choices).
 """
 from __future__ import annotations
 
@@ -209,10 +210,20 @@ def records(sources: dict[str, Source], clips: list[ClipSpec]) -> list[dict]:
     return out
 
 
+def made_from(clip: ClipSpec, source: Source) -> str:
+    """What a clip file is cut from; a clip whose package, file or cut changed in the spec is made again."""
+    return json.dumps([source.registry, source.package, source.version, clip.file, clip.entry, clip.start, clip.end])
+
+
 def build(out: Path, spec: Path = SPEC, force: bool = False, say=print) -> dict[str, int]:
-    """Make every missing clip and write OUT/devset.json; returns items per modality."""
+    """Make every missing or changed clip and write OUT/devset.json; returns items per modality."""
     sources, clips = load_spec(spec)
-    missing = [c for c in clips if force or not (out / "audio" / f"{c.id}.flac").is_file()]
+    manifest_path = out / "audio" / "made_from.json"
+    manifest = {} if force or not manifest_path.is_file() else json.loads(manifest_path.read_text(encoding="utf-8"))
+    missing = [
+        c for c in clips
+        if manifest.get(c.id) != made_from(c, sources[c.source]) or not (out / "audio" / f"{c.id}.flac").is_file()
+    ]
     say(f"{len(clips) - len(missing)} of {len(clips)} clips already in {out}")
     by_package: dict[tuple[str, str, str], list[ClipSpec]] = {}  # two sources may share one package
     for clip in missing:
@@ -225,6 +236,8 @@ def build(out: Path, spec: Path = SPEC, force: bool = False, say=print) -> dict[
             root = fetch(source, Path(tmp) / str(number))
             for clip in todo:
                 seconds = extract(clip, root, out / "audio" / f"{clip.id}.flac", Path(tmp))
+                manifest[clip.id] = made_from(clip, sources[clip.source])
+                manifest_path.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
                 say(f"  {clip.id}: {seconds:.1f} s")
     items = records(sources, clips)
     (out / "devset.json").write_text(json.dumps(items, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

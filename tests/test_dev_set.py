@@ -120,3 +120,33 @@ def test_cat_entry_finds_a_sample_by_its_title(tmp_path):
     assert len(samples) == 80
     with pytest.raises(build_dev_set.DevSetError, match="Cow, Horse"):
         build_dev_set.cat_entry(cat, "Pig")
+
+
+def test_a_second_build_fetches_only_clips_whose_cut_changed(tmp_path, monkeypatch):
+    data = json.loads(build_dev_set.SPEC.read_text(encoding="utf-8"))
+    first = {**data["clips"][0], "start": 0.5, "end": 10.0}
+    data["clips"] = [first]
+    data["sources"] = {first["source"]: data["sources"][first["source"]]}
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(data), encoding="utf-8")
+    fetched = []
+
+    def fake_fetch(source, work):
+        fetched.append(source.package)
+        target = work / first["file"]
+        target.parent.mkdir(parents=True)
+        sf.write(target, 0.1 * np.sin(np.arange(16_000 * 13) / 10), 16_000)
+        return work
+
+    monkeypatch.setattr(build_dev_set, "fetch", fake_fetch)
+    out = tmp_path / "devset"
+    build_dev_set.build(out, spec, say=lambda line: None)
+    build_dev_set.build(out, spec, say=lambda line: None)
+    assert len(fetched) == 1, "an unchanged clip is kept"
+    first["end"] -= 1
+    spec.write_text(json.dumps(data), encoding="utf-8")
+    build_dev_set.build(out, spec, say=lambda line: None)
+    assert len(fetched) == 2, "a changed cut is made again"
+    assert sf.info(out / "audio" / f"{first['id']}.flac").duration == pytest.approx(first["end"] - first["start"], abs=0.01)
+    items = json.loads((out / "devset.json").read_text(encoding="utf-8"))
+    assert [item["audio_id"] for item in items] == [f"audio/{first['id']}.flac"] * len(first["questions"])
