@@ -239,6 +239,13 @@ def build(out: Path, spec: Path = SPEC, force: bool = False, say=print) -> dict[
                 manifest[clip.id] = made_from(clip, sources[clip.source])
                 manifest_path.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
                 say(f"  {clip.id}: {seconds:.1f} s")
+    stale = ({path.stem for path in (out / "audio").glob("*.flac")} | set(manifest)) - {clip.id for clip in clips}
+    for name in sorted(stale):  # clips dropped from the spec
+        (out / "audio" / f"{name}.flac").unlink(missing_ok=True)
+        manifest.pop(name, None)
+        say(f"  removed {name} (no longer in the spec)")
+    if stale:
+        manifest_path.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     items = records(sources, clips)
     (out / "devset.json").write_text(json.dumps(items, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     counts = Counter(item["task"] for item in items)

@@ -122,7 +122,7 @@ def test_cat_entry_finds_a_sample_by_its_title(tmp_path):
         build_dev_set.cat_entry(cat, "Pig")
 
 
-def test_a_second_build_fetches_only_clips_whose_cut_changed(tmp_path, monkeypatch):
+def test_a_second_build_remakes_only_changed_clips_and_deletes_dropped_ones(tmp_path, monkeypatch):
     data = json.loads(build_dev_set.SPEC.read_text(encoding="utf-8"))
     first = {**data["clips"][0], "start": 0.5, "end": 10.0}
     data["clips"] = [first]
@@ -150,3 +150,7 @@ def test_a_second_build_fetches_only_clips_whose_cut_changed(tmp_path, monkeypat
     assert sf.info(out / "audio" / f"{first['id']}.flac").duration == pytest.approx(first["end"] - first["start"], abs=0.01)
     items = json.loads((out / "devset.json").read_text(encoding="utf-8"))
     assert [item["audio_id"] for item in items] == [f"audio/{first['id']}.flac"] * len(first["questions"])
+    first["id"] = "renamed"
+    spec.write_text(json.dumps(data), encoding="utf-8")
+    build_dev_set.build(out, spec, say=lambda line: None)
+    assert sorted(path.name for path in (out / "audio").glob("*.flac")) == ["renamed.flac"], "a dropped clip is deleted"
