@@ -7,6 +7,7 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -139,6 +140,8 @@ def test_a_second_build_remakes_only_changed_clips_and_deletes_dropped_ones(tmp_
         return work
 
     monkeypatch.setattr(build_dev_set, "fetch", fake_fetch)
+    # soundfile instead of the lab's librosa loader: this test is about what gets rebuilt, and librosa's first import takes seconds
+    monkeypatch.setattr(build_dev_set, "load_audio", lambda path: SimpleNamespace(samples=sf.read(path, dtype="float32")[0]))
     out = tmp_path / "devset"
     build_dev_set.build(out, spec, say=lambda line: None)
     build_dev_set.build(out, spec, say=lambda line: None)
