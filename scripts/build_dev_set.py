@@ -262,6 +262,8 @@ def _run(command: list[str], cwd: Path, source: Source) -> None:
     if result.returncode != 0:
         lines = (result.stderr or result.stdout).strip().splitlines()
         detail = lines[-1] if lines else f"exit status {result.returncode}"
+        if command[0] == "apt-get":
+            detail += " (are the package lists current? run: apt-get update)"
         raise DevSetError(f"cannot fetch {source.registry} package {source.package} {source.version}: {detail}")
 
 
