@@ -80,7 +80,11 @@ class MCoT(SinglePrompt):
 
 
 class TaskAgent(Method):
-    """Three calls to the same backend: classify the audio, run the matching tool, answer with its text."""
+    """Three calls to the same backend: classify the audio, run the matching tool, answer with its text.
+
+    The helper steps go through `Backend.agent_step`, so a backend answers them with the model
+    itself (as in the paper) or with its own listeners (the cascade).
+    """
 
     name = "agent"
     tool_tokens = 160  # a transcript or caption needs more room than an answer
@@ -90,11 +94,18 @@ class TaskAgent(Method):
         # the helper steps are greedy whatever the answer's decoding: they gather evidence, not samples
         helper = Decoding(max_new_tokens=8)
         classify = [{"role": "user", "content": prompts.AGENT_CLASSIFY}]
-        kinds_raw = backend.generate([_request(classify, clip, helper) for clip in clips])
+        kinds_raw = backend.agent_step("classify", [_request(classify, clip, helper, listen_for=item.choices) for item, clip in zip(items, clips)])
         kinds = [_audio_kind(gen.text) for gen in kinds_raw]
         tool_msgs = [[{"role": "user", "content": prompts.AGENT_TOOLS[k][1]}] for k in kinds]
         tool_decoding = dataclasses.replace(helper, max_new_tokens=self.tool_tokens)
-        tools_raw = backend.generate([_request(m, clip, tool_decoding) for m, clip in zip(tool_msgs, clips)])
+        tools_raw: list = [None] * len(items)
+        for kind in dict.fromkeys(kinds):  # one batched call per tool
+            rows = [i for i, k in enumerate(kinds) if k == kind]
+            gens = backend.agent_step(
+                prompts.AGENT_TOOLS[kind][0], [_request(tool_msgs[i], clips[i], tool_decoding, listen_for=items[i].choices) for i in rows]
+            )
+            for i, gen in zip(rows, gens):
+                tools_raw[i] = gen
         final_msgs = []
         for item, kind, gen in zip(items, kinds, tools_raw):
             tool = prompts.AGENT_TOOLS[kind][0]
@@ -107,8 +118,8 @@ class TaskAgent(Method):
         outputs = []
         for i, clip in enumerate(clips):
             steps = [
-                Step("classify", classify, kinds_raw[i].text, clip is not None, {"audio_type": kinds[i]}),
-                Step(prompts.AGENT_TOOLS[kinds[i]][0], tool_msgs[i], tools_raw[i].text, clip is not None),
+                Step("classify", classify, kinds_raw[i].text, clip is not None, {**kinds_raw[i].meta, "audio_type": kinds[i]}),
+                Step(prompts.AGENT_TOOLS[kinds[i]][0], tool_msgs[i], tools_raw[i].text, clip is not None, tools_raw[i].meta),
                 Step("answer", final_msgs[i], finals[i].text, clip is not None, finals[i].meta),
             ]
             outputs.append(MethodOutput(finals[i].text, steps, finals[i].option_logprobs))
@@ -199,9 +210,9 @@ def _judge(text: str, item: Item) -> Judgement:
     return Judgement(choice=choice, outcome=outcome, parsed=abstained or choice is not None, rule=f"no key; {rule}")
 
 
-def _request(messages, clip: Clip | None, decoding: Decoding, choices: tuple[str, ...] = ()) -> Request:
+def _request(messages, clip: Clip | None, decoding: Decoding, choices: tuple[str, ...] = (), listen_for: tuple[str, ...] = ()) -> Request:
     audio = None if clip is None else for_model(clip)[0]
-    return Request(messages, audio, decoding, choices, None if clip is None else clip.hash)
+    return Request(messages, audio, decoding, choices, None if clip is None else clip.hash, listen_for or choices)
 
 
 def _budget(decoding: Decoding, tokens: int) -> Decoding:

@@ -63,6 +63,7 @@ class Request:
     decoding: Decoding = field(default_factory=Decoding)
     choices: tuple[str, ...] = ()  # when set, backends that can score options return option_logprobs
     audio_hash: str | None = None  # content hash of `audio`, for caches
+    listen_for: tuple[str, ...] = ()  # words the question is about (its choices); a backend may bias its listening to them
 
 
 @dataclass

@@ -24,6 +24,18 @@ class Backend(abc.ABC):
     def generate(self, requests: list[Request]) -> list[Generation]:
         """Answer each request; return one Generation per request, in order."""
 
+    def agent_step(self, step: str, requests: list[Request]) -> list[Generation]:
+        """Answer one helper step of the Task Agent for each request: "classify" or a tool name (prompts.AGENT_TOOLS).
+
+        By default the model answers the step's prompt itself, as in the paper. A backend whose
+        ears are separate tools (the cascade) answers from them instead.
+        """
+        return self.generate(requests)
+
+    def choice_reply(self, choices: tuple[str, ...], index: int) -> str:
+        """How this backend's reply names choice `index`; the LoRA trainer writes its targets this way."""
+        return choices[index]
+
     def load_adapter(self, path: str, name: str) -> None:
         """Load a saved PEFT adapter under `name` without reloading the base model."""
         raise NotImplementedError(f"backend {self.name!r} cannot load adapters")
