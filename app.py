@@ -257,7 +257,7 @@ def build_demo(lab: Lab) -> gr.Blocks:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=f"{TITLE}: compare methods, annotate answers, watch the dashboards.")
     parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=list(BACKENDS), help=f"default backend (default: {DEFAULT_BACKEND})")
-    parser.add_argument("--model", help="the backend's model id (cascade: qwen2.5-coder-0.5b or smollm2-135m; qwen2-audio: a checkpoint)")
+    parser.add_argument("--model", help="the backend's model id (cascade: qwen2.5-coder-1.5b, the default, qwen2.5-coder-0.5b, faster, or smollm2-135m; qwen2-audio: a checkpoint)")
     parser.add_argument(
         "--backend-arg", action="append", default=[], metavar="KEY=VALUE",
         help="constructor argument of the backend, repeatable (e.g. device=cpu; scripted: reply=A)",

@@ -176,7 +176,7 @@ def _train_lora(args) -> None:
     card = result.card
     print(
         f"saved adapter {result.name} ({card['status']}) in {result.path}: {card['dataset']['examples']} examples, "
-        f"{card['dataset']['idk_ratio']:.1%} IDK, {card['steps']} steps, final loss {card['final_loss']:.4f}, {card['seconds']:.0f} s; "
+        f"{card['dataset']['idk_ratio']:.1%} IDK, {card['steps']} steps, final loss {_loss(card['final_loss'])}, {card['seconds']:.0f} s; "
         f"use it as the method lora:{result.name}"
     )
 
@@ -258,6 +258,10 @@ def _backend(args):
     if args.backend == "qwen2-audio" and "LOCAL_RANK" in os.environ and not own_device:
         args.backend_arg = [*args.backend_arg, f"device=cuda:{os.environ['LOCAL_RANK']}"]
     return build(args)
+
+
+def _loss(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _floats(text: str) -> tuple[float, ...]:

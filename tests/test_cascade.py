@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from reliability import prompts, text_model
 from reliability.audio import load_audio
@@ -13,6 +15,7 @@ from reliability.backends import cascade
 from reliability.errors import BackendError, UnknownNameError
 from reliability.methods import ask, get_method
 from reliability.types import Decoding, Item, Outcome, Request
+from tests.conftest import require_tool
 from tests.test_evidence import COMPONENTS as EVIDENCE_COMPONENTS, missing
 
 DEMO = Path(__file__).resolve().parent.parent / "demo"
@@ -51,16 +54,30 @@ def request(content: str, choices=("yes", "no"), **kw) -> Request:
     [
         ("Q?\nAnswer with the text of the correct choice.", ("yes", "no"), True, False),
         (f"Q?\n{prompts.IDK_INSTRUCTION}", ("yes", "no"), True, True),
-        (f"Q?\n{prompts.MCOT_INSTRUCTION}", ("yes", "no"), False, False),  # reasoning first: free
+        (f"Q?\n{prompts.MCOT_INSTRUCTION}", ("yes", "no"), False, True),  # reasoning first: free
         ("Describe the sound events.", (), False, False),  # no choices: free
     ],
 )
 def test_guided_decoding_rules(content, choices, guided, idk):
     req = request(content, choices)
     assert cascade._is_guided(req) is guided
-    replies = cascade._replies(req, guided)
-    assert replies[: len(choices)] == [cascade.ANSWER_TEMPLATE.format(letter=prompts.letter(k), choice=c) for k, c in enumerate(choices)]
-    assert (prompts.IDK_REPLY in replies) is idk
+    assert cascade._offers_idk(req) is idk
+    # each choice is scored as the prompt labels it, never inside a shared template; a guided reply may always abstain
+    labelled = [f"({prompts.letter(k)}) {c}" for k, c in enumerate(choices)]
+    assert cascade._replies(req, guided) == ([*labelled, prompts.IDK_REPLY] if guided else labelled)
+
+
+@pytest.mark.parametrize(
+    "scores, offered, expected",
+    [
+        ([-3.0, -6.0, -1.0], False, [-3.0, -6.0, -1.0]),  # not offered: the model's own score for it stands
+        ([-3.0, -6.0, -1.0], True, [-3.0, -6.0, -5.0]),  # clear lead (3 nats > 1): answer
+        ([-3.0, -3.5, -1.0], True, [-3.0, -3.5, -2.5]),  # lead of 0.5 < 1: "I don't know" wins
+        ([-3.0, -20.0], True, [-3.0, -3.0]),  # one choice: nothing to compare; the tie goes to the choice
+    ],
+)
+def test_abstention_competes_as_runner_up_plus_margin(scores, offered, expected):
+    assert cascade._with_abstention(scores, offered, 1.0) == pytest.approx(expected)
 
 
 def test_pick_is_greedy_or_seeded_sampling():
@@ -109,21 +126,64 @@ def test_cache_dir_can_be_overridden(monkeypatch, tmp_path):
 # -- the real default components -----------------------------------------------------------------
 
 
+ANNOUNCEMENT = "Attention please. The train to Edinburgh will leave from platform nine at half past six. Thank you."
+PLATFORM = Item(
+    "platform", "From which platform will the train to Edinburgh leave?",
+    ("Platform two", "Platform six", "Platform nine", "Platform twelve"), "Platform nine", "speech",
+)
+
+
+@pytest.fixture(scope="module")
+def announcement(tmp_path_factory):
+    """A spoken fact made with espeak-ng, a voice Whisper base finds hard ("platform I" without the question's words)."""
+    exe = require_tool("espeak-ng")
+    path = tmp_path_factory.mktemp("speech") / "announcement.wav"
+    subprocess.run([exe, "-w", str(path), ANNOUNCEMENT], check=True, capture_output=True)
+    return load_audio(path)
+
+
+def unanswerable(item: Item) -> bool:
+    return item.answer in (None, prompts.IDK_REPLY)
+
+
 @pytest.mark.slow
-def test_demo_baseline_answers_and_idk_abstains(backend):
+def test_the_spoken_fact_is_picked_with_and_without_the_offer_to_abstain(backend, announcement):
+    for method in ("baseline", "idk"):
+        answer = ask(get_method(method), backend, [PLATFORM], [announcement])[0]
+        assert answer.outcome == Outcome.CORRECT, (method, answer.text, answer.steps[-1].meta.get("choice_margin"))
+        assert answer.confidence is not None and answer.confidence > 0.5, answer.confidence
+
+
+@pytest.mark.slow
+def test_idk_abstains_on_silence_asked_about_speech(backend, tmp_path):
+    path = tmp_path / "silence.wav"
+    sf.write(path, np.zeros(3 * 16000, np.float32), 16000)
+    item = Item("quiet", "What does the speaker say the ticket costs?", ("five dollars", "two dollars", "ten dollars", "it is free"), prompts.IDK_REPLY, "speech")
+    answer = ask(get_method("idk"), backend, [item], [load_audio(path)])[0]
+    assert answer.outcome == Outcome.IDK, answer.text
+
+
+@pytest.mark.slow
+def test_the_agent_hears_through_the_listeners(backend, announcement):
+    classify, tool, final = ask(get_method("agent"), backend, [PLATFORM], [announcement])[0].steps
+    assert classify.text == "speech" and classify.meta["audio_type"] == "speech"
+    assert tool.name == "transcript" and tool.meta["answered_by"] == "Whisper base"
+    words = tool.text.lower()
+    assert all(w in words for w in ("train", "edinburgh", "platform nine", "half past six")), tool.text
+    assert final.text == "Platform nine", final.text
+
+
+@pytest.mark.slow
+def test_demo_answerable_items_are_answered_and_unanswerable_ones_abstained(backend):
     items = demo_items()
     clips = [load_audio(item.audio_path) for item in items]
     baseline = ask(get_method("baseline"), backend, items, clips)
-    for item, answer in zip(items, baseline):
-        print(f"baseline {item.id}: {answer.outcome} {answer.text!r}")
-    answerable = [a for item, a in zip(items, baseline) if item.answer is not None]
-    correct = sum(a.outcome == Outcome.CORRECT for a in answerable)
-    assert correct * 2 >= len(answerable), f"baseline got {correct} of {len(answerable)} answerable demo questions"
-    assert all(a.confidence is not None for a in answerable)  # option log-probs give every answer a confidence
-    unanswerable = [(item, clip) for item, clip in zip(items, clips) if item.answer is None]
-    idk = ask(get_method("idk"), backend, [i for i, _ in unanswerable], [c for _, c in unanswerable])
-    for (item, _), answer in zip(unanswerable, idk):
-        assert answer.outcome == Outcome.IDK, (item.id, answer.text)
+    wrong = [(item.id, a.text) for item, a in zip(items, baseline) if not unanswerable(item) and a.outcome != Outcome.CORRECT]
+    assert not wrong, wrong
+    asked = [(item, clip) for item, clip in zip(items, clips) if unanswerable(item)]
+    idk = ask(get_method("idk"), backend, [i for i, _ in asked], [c for _, c in asked])
+    answered = [(item.id, a.text) for (item, _), a in zip(asked, idk) if a.outcome != Outcome.IDK]
+    assert not answered, answered
 
 
 @pytest.mark.slow

