@@ -76,6 +76,7 @@ CSS = """
 .lab-mine {margin-top: 8px; padding: 4px 8px; background: var(--background-fill-secondary); border-radius: 6px; display: inline-block;}
 .lab-facts-line {font-size: 0.85em; margin-top: 6px; color: var(--body-text-color-subdued);}
 .lab-note {color: #92400e; font-size: 0.9em;}
+.lab-cut {color: #92400e; background: #fef3c7; border-radius: 6px; padding: 3px 8px; margin-bottom: 6px; font-size: 0.88em;}
 .lab-empty {padding: 16px; color: var(--body-text-color-subdued);}
 #lab-choices button {text-align: left; justify-content: flex-start;}
 """

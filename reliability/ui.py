@@ -27,7 +27,7 @@ from reliability import ui_render
 from reliability.audio import SAMPLE_RATE, load_audio
 from reliability.errors import AudioError, ReliabilityError
 from reliability.exports import export_table
-from reliability.lab import HUMAN, HUMAN_MODE, PARSER, UNKNOWN_MODALITY, VERDICT_MODE, DashboardFilters, Lab, MethodResult
+from reliability.lab import HUMAN, HUMAN_MODE, PARSER, UNKNOWN_MODALITY, VERDICT_MODE, DashboardFilters, Lab, MethodResult, Waiting
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class Handlers:
         methods = [m for m in (methods or []) if m]
         backend = backend or self.lab.backend
         start = time.perf_counter()
-        stream = self.lab.compare(audio_path, question, choices, answer, methods, backend, modality or UNKNOWN_MODALITY)
+        stream = self.lab.compare(audio_path, question, choices, answer, methods, backend, modality or UNKNOWN_MODALITY, report_waits=True)
         if choices and not (answer or "").strip():
             gr.Warning("Options without an answer key: the answers are parsed and shown, but not judged correct or wrong.")
         elif not choices:
@@ -150,6 +150,13 @@ class Handlers:
         status = f"Asking {len(methods)} method(s) on **{backend}**…{loading}"
         yield status, ui_render.result_cards(methods, results, methods[0]), []
         for result in stream:
+            if isinstance(result, Waiting):
+                status = (
+                    f"Waiting for the model on **{backend}**: {result.ahead} other request(s) use it or wait for it "
+                    f"(other users' questions or a training run); {len(results)} of {len(methods)} done."
+                )
+                yield status, ui_render.result_cards(methods, results, result.method, waiting=result.ahead), [r.as_dict() for r in results.values()]
+                continue
             results[result.method] = result
             if result.error:
                 gr.Warning(f"{ui_render.method_title(result.method)}: {result.error}")
