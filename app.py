@@ -203,8 +203,8 @@ def build_demo(lab: Lab) -> gr.Blocks:
             with gr.Tab("Experiments", id="experiments") as experiments_tab:
                 build_experiments_tab(lab, experiments_tab, methods)
 
-            with gr.Tab("Text prior", id="text-prior"):
-                build_diagnostics_tab(lab)
+            with gr.Tab("Text prior", id="text-prior") as prior_tab:
+                build_diagnostics_tab(lab, prior_tab)
 
         # ---- the API, by stable names (README "API"); registered first so that no UI event takes a name
         gr.api(api.compare, api_name="compare", concurrency_id="compare", concurrency_limit=4)
@@ -275,6 +275,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="longest clip accepted (default: %(default)s)")
     parser.add_argument("--no-preload", action="store_true", help="load the model on the first request instead of at start")
+    parser.add_argument("--debug", action="store_true", help="log every request and the traceback of every user error")
     args = parser.parse_args(argv)
     bad = [a for a in args.auth if ":" not in a or a.startswith(":")]
     if bad:
@@ -306,9 +307,18 @@ def _preload(lab: Lab) -> None:
         logging.getLogger(__name__).exception("could not preload backend %s", lab.backend)
 
 
+def setup_logging(debug: bool = False) -> None:
+    """One line per event on stderr: a user's mistake is a warning line, a real bug a traceback. With `debug`,
+    also the lab's DEBUG lines (user errors' tracebacks) and the HTTP client's line per request."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    logging.getLogger("reliability").setLevel(logging.DEBUG if debug else logging.INFO)
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.INFO if debug else logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.debug)
     lab = make_lab(args)
     for problem in lab.check():
         print(f"warning: {problem} (the app shows this too)", file=sys.stderr)

@@ -43,3 +43,32 @@ def test_empty_states_explain_next_step():
     for hint, figures in hints.items():
         assert all(hint in fig.layout.annotations[0].text for fig in figures)
     assert empty_figure("hello").layout.annotations[0].text == "hello"
+
+
+def test_methods_differ_in_colour_and_shape_and_identical_points_are_spread():
+    fig = conservatism_humility_plane([point("idk", IDK), point("mcot", IDK), point("idk", IDK, "music")])
+    idk, mcot = (next(t for t in fig.data if t.name == name) for name in ("idk", "mcot"))
+    assert idk.marker.color != mcot.marker.color and idk.marker.symbol != mcot.marker.symbol
+    drawn = {(x, y) for t in (idk, mcot) for x, y in zip(t.x, t.y)}
+    assert len(drawn) == 3, "three points at the same figures are drawn apart"
+    assert all(abs(x - 0.1) < 0.02 and abs(y - 0.2) < 0.02 for x, y in drawn)
+    assert [tuple(d[7:9]) for t in (idk, mcot) for d in t.customdata] == [(0.1, 0.2)] * 3  # hover: the exact figures
+    spots = [*idk.textposition, *mcot.textposition]
+    assert len(set(spots)) == 3, f"labels of the three points go to different sides: {spots}"
+    assert fig.layout.xaxis.range[0] < 0 and idk.cliponaxis is False  # a point at 0 keeps its marker and label
+
+
+def test_infinite_rgi_is_a_hatched_bar_to_the_edge_and_many_bars_get_upright_labels():
+    only_humble = {**BASE, "i6": "idk"}
+    points = [point(m, o, g, intervals=False) for m, o in (("idk", IDK), ("humble", only_humble), ("same", SAME)) for g in ("sound", "music", "total")]
+    fig = rgi_bars(points)
+    humble = next(t for t in fig.data if t.name == "humble")
+    assert humble.y[0] == max(abs(v) for t in fig.data for v in t.y) and humble.marker.pattern.shape[0] == "/"
+    assert fig.layout.yaxis.range[1] > humble.y[0]  # its label fits above it
+    assert {t.textangle for t in fig.data} == {-90}  # 9 bars: side-by-side labels would collide
+    assert rgi_bars(points[:2]).data[0].textangle == 0
+
+
+def test_a_long_empty_state_message_is_wrapped_to_fit_half_a_dashboard():
+    text = conservatism_humility_plane([]).layout.annotations[0].text
+    assert "<br>" in text and all(len(line) <= 60 for line in text.split("<br>"))
