@@ -79,6 +79,7 @@ CSS = """
 .lab-cut {color: #92400e; background: #fef3c7; border-radius: 6px; padding: 3px 8px; margin-bottom: 6px; font-size: 0.88em;}
 .lab-empty {padding: 16px; color: var(--body-text-color-subdued);}
 #lab-choices button {text-align: left; justify-content: flex-start;}
+#lab-examples td {white-space: pre-line;}
 """
 
 # Keyboard shortcuts of the Annotate tab: a key clicks the button with that id, if it is visible (so keys act
@@ -136,7 +137,7 @@ def build_demo(lab: Lab) -> gr.Blocks:
                 if examples:
                     gr.Examples(
                         examples, [audio, question, options, answer, modality], label="Example clips from the repository (click to load)",
-                        examples_per_page=5,
+                        examples_per_page=5, elem_id="lab-examples",
                     )
                 status = gr.Markdown()
                 cards = gr.HTML(elem_id="lab-results")

@@ -174,7 +174,7 @@ class ExperimentHandlers:
 def settings_inputs(lab: Lab) -> list[gr.components.Component]:
     """The tab's settings components, in the order ExperimentHandlers._settings reads them."""
     with gr.Row():
-        dataset = gr.Dropdown([], label="Dataset", allow_custom_value=True, info="the list fills when the tab opens")
+        dataset = gr.Dropdown([], label="Dataset", allow_custom_value=True, info="the list fills when the tab opens", elem_id="lab-exp-dataset")
         backend = gr.Dropdown(lab.backend_names(), value=lab.backend, label="Backend")
         condition = gr.Radio(CONDITIONS, value=FULL, label="Audio")
         limit = gr.Number(0, precision=0, label="First N items (0: all)")

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from reliability.metrics import Comparison, ComparisonIntervals, RiskCoverage
 
@@ -16,10 +17,7 @@ COLOURS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "pentagon", "hexagon", "star", "cross")
 TEMPLATE = "plotly_white"
 WRAP = 60  # characters per line of an empty figure's message, so it fits a half-width plot
-# the plane's plot area as drawn in the dashboard's half-width column (px), used to keep labels apart
-PLANE_PX = (430.0, 330.0)
 SPREAD = 0.03  # identical points of different methods are spread on a circle of this share of the axis
-LABEL_SPOTS = ("top center", "bottom center", "middle right", "middle left", "top right", "top left", "bottom right", "bottom left")
 
 
 @dataclass(frozen=True)
@@ -47,60 +45,82 @@ def method_styles(methods: Sequence[str]) -> dict[str, tuple[str, str]]:
 
 
 def conservatism_humility_plane(points: Sequence[MethodPoint], normalize: str = "total") -> go.Figure:
-    """ΔCon on x, ΔHum on y: above the diagonal a method gained more humility than conservatism.
+    """ΔCon on x, ΔHum on y, one panel per group (modality, total): above the diagonal a method gained more
+    humility than conservatism.
 
-    Each method has its own colour and marker shape; points that coincide are spread a little around
-    their true place (the hover text gives the exact figures) and group labels are placed where they
-    overlap neither another label nor a marker.
+    Each method has its own colour and marker shape in every panel; methods at the same figures are spread
+    a little around their true place, and the hover text gives the exact figures.
     """
     drawable = [p for p in points if p.comparison.delta_con is not None and p.comparison.delta_hum is not None]
     if not drawable:
         return empty_figure("No method to compare yet: run the baseline and at least one other method on the same items.", "Conservatism–humility plane")
     top = max(max(p.comparison.delta_con, p.comparison.delta_hum, _high(p, "delta_con"), _high(p, "delta_hum")) for p in drawable)
-    top = max(top * 1.15, 0.05)
-    low = -0.08 * top  # room left of and below 0, so markers and labels at 0 are not cut by the axes
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", name="RGI = 0", line={"color": "grey", "dash": "dash"}, hoverinfo="skip"))
-    for rgi in ISO_RGI:
-        slope = 10**rgi
-        x_end = min(top, top / slope)
-        fig.add_trace(
-            go.Scatter(x=[0, x_end], y=[0, x_end * slope], mode="lines", name=f"RGI = {rgi:+.2f}", line={"color": "lightgrey", "width": 1, "dash": "dot"}, hoverinfo="skip", showlegend=False)
-        )
-        fig.add_annotation(x=x_end, y=x_end * slope, text=f"{rgi:+.2f}", showarrow=False, font={"size": 10, "color": "grey"})
-    places = spread_points([(p.comparison.delta_con, p.comparison.delta_hum) for p in drawable], SPREAD * (top - low))
-    spots = label_spots(places, [p.group for p in drawable], (low, top), (low, top))
+    top = max(top * 1.1, 0.05)
+    low = -0.08 * top  # room left of and below 0, so markers at 0 are not cut by the axes
+    groups = list(dict.fromkeys(p.group for p in drawable))
+    cols = 1 if len(groups) == 1 else 2
+    rows = math.ceil(len(groups) / cols)
+    fig = make_subplots(
+        rows=rows, cols=cols, subplot_titles=groups, shared_xaxes=True, shared_yaxes=True,
+        horizontal_spacing=0.06, vertical_spacing=0.12 if rows > 1 else 0.0,
+    )
     styles = method_styles([p.method for p in drawable])
-    for method, (colour, symbol) in styles.items():
-        mine = [i for i, p in enumerate(drawable) if p.method == method]
+    in_legend: set[str] = set()
+    for g, group in enumerate(groups):
+        row, col = g // cols + 1, g % cols + 1
         fig.add_trace(
-            go.Scatter(
-                x=[places[i][0] for i in mine],
-                y=[places[i][1] for i in mine],
-                mode="markers+text",
-                name=method,
-                text=[drawable[i].group for i in mine],
-                textposition=[spots[i] for i in mine],
-                textfont={"size": 11, "color": colour},
-                cliponaxis=False,
-                marker={"size": 12, "symbol": symbol, "color": colour, "line": {"width": 1, "color": "white"}},
-                error_x=_error_bars([drawable[i] for i in mine], "delta_con"),
-                error_y=_error_bars([drawable[i] for i in mine], "delta_hum"),
-                customdata=[_hover_data(drawable[i]) for i in mine],
-                hovertemplate=(
-                    "<b>%{fullData.name}</b> · %{customdata[0]}<br>ΔCon %{customdata[7]:.2%} (lost %{customdata[1]} of %{customdata[2]} correct)"
-                    "<br>ΔHum %{customdata[8]:.2%} (gained %{customdata[3]} of %{customdata[4]} wrong)<br>RGI %{customdata[6]} · N = %{customdata[5]}<extra></extra>"
-                ),
-            )
+            go.Scatter(x=[0, top], y=[0, top], mode="lines", name="RGI = 0", line={"color": "grey", "dash": "dash"},
+                       hoverinfo="skip", legendgroup="rgi0", showlegend=g == 0),
+            row=row, col=col,
         )
+        for rgi in ISO_RGI:
+            slope = 10**rgi
+            x_end = min(top, top / slope)
+            fig.add_trace(
+                go.Scatter(x=[0, x_end], y=[0, x_end * slope], mode="lines", line={"color": "lightgrey", "width": 1, "dash": "dot"},
+                           hoverinfo="skip", showlegend=False),
+                row=row, col=col,
+            )
+        mine = [p for p in drawable if p.group == group]
+        places = spread_points([(p.comparison.delta_con, p.comparison.delta_hum) for p in mine], SPREAD * (top - low))
+        for method, (colour, symbol) in styles.items():
+            picked = [i for i, p in enumerate(mine) if p.method == method]
+            if not picked:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=[places[i][0] for i in picked],
+                    y=[places[i][1] for i in picked],
+                    mode="markers",
+                    name=method,
+                    legendgroup=method,
+                    showlegend=method not in in_legend,
+                    cliponaxis=False,
+                    marker={"size": 11, "symbol": symbol, "color": colour, "line": {"width": 1, "color": "white"}},
+                    error_x=_error_bars([mine[i] for i in picked], "delta_con"),
+                    error_y=_error_bars([mine[i] for i in picked], "delta_hum"),
+                    customdata=[_hover_data(mine[i]) for i in picked],
+                    hovertemplate=(
+                        "<b>%{fullData.name}</b> · %{customdata[0]}<br>ΔCon %{customdata[7]:.2%} (lost %{customdata[1]} of %{customdata[2]} correct)"
+                        "<br>ΔHum %{customdata[8]:.2%} (gained %{customdata[3]} of %{customdata[4]} wrong)<br>RGI %{customdata[6]} · N = %{customdata[5]}<extra></extra>"
+                    ),
+                ),
+                row=row, col=col,
+            )
+            in_legend.add(method)
+    fig.update_xaxes(range=[low, top], tickformat=".0%", zeroline=True, nticks=4)
+    fig.update_yaxes(range=[low, top], tickformat=".0%", zeroline=True, nticks=4)
+    # one title per direction for all panels: per-panel titles would not fit a panel's height
+    axis_title = {"xref": "paper", "yref": "paper", "showarrow": False, "font": {"size": 13}}
+    fig.add_annotation(text="ΔCon: baseline-correct answers lost (lower is better)", x=0.5, y=0, yshift=-45, **axis_title)
+    fig.add_annotation(text="ΔHum: baseline-wrong answers avoided (higher is better)", x=0, y=0.5, xshift=-55, textangle=-90, **axis_title)
     fig.update_layout(
-        title=f"Conservatism–humility plane (D = {'all items' if normalize == 'total' else 'group size'})",
-        xaxis={"title": "ΔCon: correct answers lost (lower is better)", "tickformat": ".0%", "range": [low, top], "zeroline": True},
-        yaxis={"title": "ΔHum: wrong answers avoided (higher is better)", "tickformat": ".0%", "range": [low, top], "zeroline": True},
+        title=f"Conservatism–humility plane (D = {'all items' if normalize == 'total' else 'group size'}; dotted: RGI ±0.25, ±0.5)",
         template=TEMPLATE,
-        height=480,
-        margin={"l": 70, "r": 20, "t": 60, "b": 60},
+        height=300 + 240 * (rows - 1) if rows > 1 else 480,
+        margin={"l": 80, "r": 20, "t": 70, "b": 70},
         legend={"title": {"text": "method"}},
+        title_font={"size": 14},
     )
     return fig
 
@@ -117,47 +137,6 @@ def spread_points(xy: Sequence[tuple[float, float]], radius: float) -> list[tupl
                 angle = math.pi / 4 + 2 * math.pi * k / len(members)
                 out[i] = (xy[i][0] + radius * math.cos(angle), xy[i][1] + radius * math.sin(angle))
     return out
-
-
-def label_spots(
-    xy: Sequence[tuple[float, float]], texts: Sequence[str], x_range: tuple[float, float], y_range: tuple[float, float]
-) -> list[str]:
-    """A Plotly textposition per point whose label box overlaps no earlier label, no marker and no plot edge, where one exists."""
-    width, height = PLANE_PX
-    px = [((x - x_range[0]) / (x_range[1] - x_range[0]) * width, (y - y_range[0]) / (y_range[1] - y_range[0]) * height) for x, y in xy]
-    markers = [(x - 7, y - 7, x + 7, y + 7) for x, y in px]
-    taken: list[tuple[float, float, float, float]] = []
-    spots = []
-    for (x, y), text in zip(px, texts):
-        w, h = 6.5 * len(text), 13.0  # an 11 px font's box
-        best, best_cost = LABEL_SPOTS[0], math.inf
-        for spot in LABEL_SPOTS:
-            box = _label_box(spot, x, y, w, h)
-            cost = sum(_overlaps(box, other) for other in taken) * 3 + sum(_overlaps(box, m) for m in markers)
-            cost += 2 * (box[0] < 0 or box[2] > width or box[1] < 0 or box[3] > height)
-            if cost < best_cost:
-                best, best_cost = spot, cost
-            if cost == 0:
-                break
-        spots.append(best)
-        taken.append(_label_box(best, x, y, w, h))
-    return spots
-
-
-def _label_box(spot: str, x: float, y: float, w: float, h: float) -> tuple[float, float, float, float]:
-    """(left, bottom, right, top) in px, y upwards, of a label at this Plotly textposition beside a 12 px marker."""
-    vertical, horizontal = spot.split()
-    gap = 8.0
-    cy = {"top": y + gap + h / 2, "middle": y, "bottom": y - gap - h / 2}[vertical]
-    if horizontal == "center":
-        cx = x
-    else:
-        cx = x + (1 if horizontal == "right" else -1) * (gap + w / 2)
-    return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
-
-
-def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def _hover_data(p: MethodPoint) -> list:
@@ -186,7 +165,7 @@ def rgi_bars(points: Sequence[MethodPoint]) -> go.Figure:
                 y=[0 if v is None else (math.copysign(edge, v) if math.isinf(v) else v) for v in rgis],
                 name=method,
                 marker={"color": colour, "pattern": {"shape": ["/" if v is not None and math.isinf(v) else "" for v in rgis]}},
-                text=[_short_label(mine[g].comparison) if g in mine else "" for g in groups],
+                text=[_short_label(mine[g].comparison, upright=angle != 0) if g in mine else "" for g in groups],
                 textposition="outside",
                 textangle=angle,
                 cliponaxis=False,
@@ -227,13 +206,13 @@ def risk_coverage_figure(curves: Mapping[str, RiskCoverage]) -> go.Figure:
     return fig
 
 
-def _short_label(comparison: Comparison) -> str:
-    """A bar label that fits above a bar; the full reason is in the hover text."""
+def _short_label(comparison: Comparison, upright: bool = False) -> str:
+    """A bar label that fits above a bar; the full reason is in the hover text. Turned upright, ∞ would read as 8."""
     rgi = comparison.rgi
     if rgi is None:
         return "n/a"
     if math.isinf(rgi):
-        return "+∞" if rgi > 0 else "−∞"
+        return ("+" if rgi > 0 else "−") + ("inf" if upright else "∞")
     return f"{rgi:.2f}"
 
 

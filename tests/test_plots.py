@@ -46,16 +46,17 @@ def test_empty_states_explain_next_step():
 
 
 def test_methods_differ_in_colour_and_shape_and_identical_points_are_spread():
-    fig = conservatism_humility_plane([point("idk", IDK), point("mcot", IDK), point("idk", IDK, "music")])
-    idk, mcot = (next(t for t in fig.data if t.name == name) for name in ("idk", "mcot"))
-    assert idk.marker.color != mcot.marker.color and idk.marker.symbol != mcot.marker.symbol
-    drawn = {(x, y) for t in (idk, mcot) for x, y in zip(t.x, t.y)}
-    assert len(drawn) == 3, "three points at the same figures are drawn apart"
-    assert all(abs(x - 0.1) < 0.02 and abs(y - 0.2) < 0.02 for x, y in drawn)
-    assert [tuple(d[7:9]) for t in (idk, mcot) for d in t.customdata] == [(0.1, 0.2)] * 3  # hover: the exact figures
-    spots = [*idk.textposition, *mcot.textposition]
-    assert len(set(spots)) == 3, f"labels of the three points go to different sides: {spots}"
-    assert fig.layout.xaxis.range[0] < 0 and idk.cliponaxis is False  # a point at 0 keeps its marker and label
+    fig = conservatism_humility_plane([point("idk", IDK), point("mcot", IDK), point("agent", IDK), point("idk", IDK, "music")])
+    sound = [t for t in fig.data if t.mode == "markers" and t.xaxis == "x"]
+    assert [t.name for t in sound] == ["idk", "mcot", "agent"]
+    assert len({t.marker.color for t in sound}) == 3 and len({t.marker.symbol for t in sound}) == 3
+    drawn = {(t.x[0], t.y[0]) for t in sound}
+    assert len(drawn) == 3, "three methods at the same figures are drawn apart"
+    assert all(abs(x - 0.1) < 0.03 and abs(y - 0.2) < 0.03 for x, y in drawn)
+    assert [tuple(t.customdata[0][7:9]) for t in sound] == [(0.1, 0.2)] * 3  # hover: the exact figures
+    assert [a.text for a in fig.layout.annotations[:2]] == ["sound", "music"]  # one panel per group, titled
+    assert [t.showlegend for t in fig.data if t.name == "idk"] == [True, False]  # one legend entry per method
+    assert fig.layout.xaxis.range[0] < 0 and sound[0].cliponaxis is False  # a point at 0 is not cut by the axes
 
 
 def test_infinite_rgi_is_a_hatched_bar_to_the_edge_and_many_bars_get_upright_labels():
