@@ -65,7 +65,7 @@ def build_diagnostics_tab(lab: Lab, tab: gr.Tab | None = None) -> None:
     private = {"api_visibility": "private"}
     gr.Markdown(HELP)
     with gr.Row():
-        dataset = gr.Dropdown([], label="Dataset", allow_custom_value=True)
+        dataset = gr.Dropdown([], label="Dataset", allow_custom_value=True, elem_id="lab-prior-dataset")
         backend = gr.Dropdown([], label="Backend (default: the latest run's)", allow_custom_value=True)
         method = gr.Dropdown([], label="Method of the category and retention plots", allow_custom_value=True)
         source = gr.Radio(SOURCES, value=HUMAN, label="Outcomes from")

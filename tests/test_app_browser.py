@@ -209,7 +209,10 @@ def test_compare_label_by_keyboard_and_watch_the_dashboard(browser, tmp_path, to
 
         # Text prior: the stored diagnostic runs, categories and retention
         open_tab(page, "Text prior")
-        page.wait_for_function("() => document.querySelector('#lab-diagnostics')?.innerText.includes('R_TP')")
+        choose(page, "lab-prior-dataset", "demo")
+        page.wait_for_function("() => !document.body.innerHTML.includes('No categories yet')")
+        settle(page)
+        assert "R_TP" in page.locator("#lab-diagnostics").inner_text()
         screenshot(page, "text-prior")
 
         # Experiments: the demo dataset is offered; building the IDK dataset on it draws the K@N ratios
