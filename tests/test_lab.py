@@ -241,6 +241,20 @@ def test_the_compare_handler_streams_cards_then_a_summary(lab, tone_wav):
         list(ui.compare(str(tone_wav), "", "a\nb", "", "sound", ["baseline"], "scripted"))
 
 
+def test_a_user_error_is_one_warning_line_and_its_traceback_only_at_debug_level(lab, tone_wav, caplog):
+    ui = Handlers(lab)
+    caplog.set_level("INFO", logger="reliability")
+    with pytest.raises(gr.Error) as error:
+        list(ui.compare(str(tone_wav), "", "a\nb", "", "sound", ["baseline"], "scripted"))
+    assert error.value.print_exception is False  # Gradio prints no traceback for it
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records] == [("WARNING", "compare: no question: type the question to ask about the clip", None)]
+    caplog.clear()
+    caplog.set_level("DEBUG", logger="reliability")
+    with pytest.raises(gr.Error):
+        list(ui.compare(str(tone_wav), "", "a\nb", "", "sound", ["baseline"], "scripted"))
+    assert [r.levelname for r in caplog.records] == ["WARNING", "DEBUG"] and caplog.records[1].exc_info is not None
+
+
 def test_annotating_by_handler_saves_and_moves_on(lab, tone_wav):
     ask(lab, tone_wav, methods=["baseline", "idk"])
     ui = Handlers(lab)
