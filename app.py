@@ -76,8 +76,10 @@ CSS = """
 .lab-mine {margin-top: 8px; padding: 4px 8px; background: var(--background-fill-secondary); border-radius: 6px; display: inline-block;}
 .lab-facts-line {font-size: 0.85em; margin-top: 6px; color: var(--body-text-color-subdued);}
 .lab-note {color: #92400e; font-size: 0.9em;}
+.lab-cut {color: #92400e; background: #fef3c7; border-radius: 6px; padding: 3px 8px; margin-bottom: 6px; font-size: 0.88em;}
 .lab-empty {padding: 16px; color: var(--body-text-color-subdued);}
 #lab-choices button {text-align: left; justify-content: flex-start;}
+#lab-examples td {white-space: pre-line;}
 """
 
 # Keyboard shortcuts of the Annotate tab: a key clicks the button with that id, if it is visible (so keys act
@@ -135,7 +137,7 @@ def build_demo(lab: Lab) -> gr.Blocks:
                 if examples:
                     gr.Examples(
                         examples, [audio, question, options, answer, modality], label="Example clips from the repository (click to load)",
-                        examples_per_page=5,
+                        examples_per_page=5, elem_id="lab-examples",
                     )
                 status = gr.Markdown()
                 cards = gr.HTML(elem_id="lab-results")
@@ -202,8 +204,8 @@ def build_demo(lab: Lab) -> gr.Blocks:
             with gr.Tab("Experiments", id="experiments") as experiments_tab:
                 build_experiments_tab(lab, experiments_tab, methods)
 
-            with gr.Tab("Text prior", id="text-prior"):
-                build_diagnostics_tab(lab)
+            with gr.Tab("Text prior", id="text-prior") as prior_tab:
+                build_diagnostics_tab(lab, prior_tab)
 
         # ---- the API, by stable names (README "API"); registered first so that no UI event takes a name
         gr.api(api.compare, api_name="compare", concurrency_id="compare", concurrency_limit=4)
@@ -274,6 +276,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="longest clip accepted (default: %(default)s)")
     parser.add_argument("--no-preload", action="store_true", help="load the model on the first request instead of at start")
+    parser.add_argument("--debug", action="store_true", help="log every request and the traceback of every user error")
     args = parser.parse_args(argv)
     bad = [a for a in args.auth if ":" not in a or a.startswith(":")]
     if bad:
@@ -305,9 +308,18 @@ def _preload(lab: Lab) -> None:
         logging.getLogger(__name__).exception("could not preload backend %s", lab.backend)
 
 
+def setup_logging(debug: bool = False) -> None:
+    """One line per event on stderr: a user's mistake is a warning line, a real bug a traceback. With `debug`,
+    also the lab's DEBUG lines (user errors' tracebacks) and the HTTP client's line per request."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    logging.getLogger("reliability").setLevel(logging.DEBUG if debug else logging.INFO)
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.INFO if debug else logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.debug)
     lab = make_lab(args)
     for problem in lab.check():
         print(f"warning: {problem} (the app shows this too)", file=sys.stderr)

@@ -23,12 +23,12 @@ from annotations import store  # noqa: E402
 from annotations.db import open_db  # noqa: E402
 from reliability.audio import SAMPLE_RATE  # noqa: E402
 from reliability.backends.scripted import ScriptedBackend  # noqa: E402
-from reliability.datasets import import_dataset  # noqa: E402
+from reliability.datasets import MMAU_TEST_MINI, import_dataset  # noqa: E402
 from reliability.evaluate import evaluate  # noqa: E402
 from reliability.exports import metrics_rows  # noqa: E402
 from reliability.types import Answer, Decoding, Item, Judgement, Outcome  # noqa: E402
 
-MMAU = ROOT.parent / "shared" / "data" / "mmau-test-mini.json"
+MMAU = MMAU_TEST_MINI
 N_ITEMS = 1000
 N_MODELS = 20  # 20 models × 5 methods × 1000 items = 100 000 answers
 METHODS = ("baseline", "idk", "mcot", "agent", "lora:idk-5at5")

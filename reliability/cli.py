@@ -67,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="dataset name (default: the file name without extension)")
     p.add_argument("--format", default="auto", choices=["auto", "mmau", "mmau-hf"], help="file layout (default: auto)")
     p.add_argument("--audio-dir", help="folder the audio paths are resolved against; without it, items have no audio")
-    p.add_argument("--keep-missing-audio", action="store_true", help="keep items whose audio is missing, for no-audio runs")
+    p.add_argument(
+        "--keep-missing-audio", action="store_true",
+        help="with --audio-dir: keep items whose audio file is missing, without audio, for no-audio runs",
+    )
     p.set_defaults(handler=_import_dataset)
     p = imports.add_parser(
         "predictions",
@@ -186,9 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
         "submission",
         parents=[common],
         help="a run in MMAU's format (model_output key), for MMAU's own scorer",
-        description="Write a run's replies in MMAU's format: each item's original record plus model_output.",
+        description="Write a run's replies in MMAU's format: each item's original record plus model_output and "
+        "the run's condition. Name the run with --run, or with --dataset (and --method / --condition when the "
+        "dataset has several runs).",
     )
-    p.add_argument("--run", required=True, help="run id or unique prefix")
+    p.add_argument("--run", help="run id or unique prefix")
+    p.add_argument("--dataset", help="the dataset's only run, or the one left by --method and --condition")
+    p.add_argument("--method", help="with --dataset: the run of this method")
+    p.add_argument("--condition", help="with --dataset: the run of this condition (full, none, n<N>_chunk<K>)")
     p.add_argument("--output", required=True, help="JSON file to write")
     p.set_defaults(handler=_export_submission)
     p = exports.add_parser("metrics", parents=[common], help="the metrics table to JSON or CSV", description="Export the metrics table.")
@@ -204,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _metrics_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, help="an imported dataset")
+    p.add_argument("--dataset", help="an imported dataset (default: the only dataset with runs)")
     p.add_argument("--condition", help="only runs of this condition (default: every condition, each on its own)")
     p.add_argument("--baseline", default="baseline", help="the method others are compared with (default: baseline)")
     p.add_argument("--parser-only", action="store_true", help="ignore human verdicts; use the parser's outcomes")
@@ -240,11 +248,14 @@ def _open(args):
 
 
 def _import_dataset(args) -> None:
-    from reliability.datasets import import_dataset
+    from reliability.datasets import import_dataset, missing_audio_line
 
+    if args.keep_missing_audio and not args.audio_dir:
+        print("note: --keep-missing-audio only matters with --audio-dir; without it every item is imported without audio", file=sys.stderr)
     report = import_dataset(_open(args), args.file, args.name, args.format, args.audio_dir, args.keep_missing_audio)
-    for problem in report.skipped:
-        print(f"skipped {problem}", file=sys.stderr)
+    for problems, what in ((report.skipped, "skipped"), (report.without_audio, "kept without audio")):
+        if problems:
+            print(f"warning: {missing_audio_line(problems, what)}", file=sys.stderr)
     for problem in report.warnings:
         print(f"warning: {problem}", file=sys.stderr)
     print(report.summary())
@@ -343,8 +354,9 @@ def _metrics(args) -> None:
     from reliability.exports import export_table, metrics_rows, write_text
     from reliability.tables import format_table
 
+    db = _open(args)
     rows = metrics_rows(
-        _open(args), args.dataset, args.condition, args.baseline, not args.parser_only, args.n_boot, args.level, args.normalize
+        db, _dataset_with_runs(db, args.dataset), args.condition, args.baseline, not args.parser_only, args.n_boot, args.level, args.normalize
     )
     if args.format == "text":
         write_text(args.output, format_table(rows, setup=("model", "condition")))
@@ -390,7 +402,39 @@ def _export_labels(args) -> None:
 def _export_submission(args) -> None:
     from reliability.exports import export_submission
 
-    print(f"wrote {export_submission(_open(args), args.output, args.run)} records to {args.output}")
+    db = _open(args)
+    run_id = args.run or _only_run(db, args.dataset, args.method, args.condition)
+    print(f"wrote {export_submission(db, args.output, run_id)} records to {args.output}")
+
+
+def _dataset_with_runs(db, dataset: str | None) -> str:
+    """The dataset asked for, or else the only one with runs; otherwise an error naming what to add."""
+    from annotations import store
+
+    if dataset:
+        return dataset
+    names = sorted({r.dataset for r in store.list_runs(db)})
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise ReliabilityError("no runs yet: run `evaluate --dataset NAME` first")
+    raise ReliabilityError(f"several datasets have runs; add --dataset with one of: {', '.join(names)}")
+
+
+def _only_run(db, dataset: str | None, method: str | None, condition: str | None) -> str:
+    """The one run of a dataset left by the method and condition filters; otherwise an error naming what to add."""
+    from annotations import store
+
+    if not dataset:
+        raise ReliabilityError("say which run: --run ID, or --dataset NAME (with --method / --condition if it has several)")
+    runs = [r for r in store.list_runs(db, dataset, condition) if method in (None, r.method)]
+    if len(runs) == 1:
+        return runs[0].id
+    if not runs:
+        wanted = " and ".join(f"{k} {v!r}" for k, v in (("method", method), ("condition", condition)) if v)
+        raise ReliabilityError(f"no run of dataset {dataset!r}" + (f" with {wanted}" if wanted else "") + "; see `runs`")
+    choices = ", ".join(f"{r.id[:8]} ({r.method}, {r.condition})" for r in runs[:6]) + (", ..." if len(runs) > 6 else "")
+    raise ReliabilityError(f"dataset {dataset!r} has {len(runs)} runs; add --method, --condition or --run: {choices}")
 
 
 def _positive(text: str) -> int:

@@ -28,6 +28,8 @@ FORMATS = ("auto", "mmau", "mmau-hf")
 EXTERNAL = "external"  # backend name and prompt version of runs imported from predictions files
 PREDICTION_KEYS = ("model_output", "model_prediction")  # MMAU's script reads the first, its README names the second
 T = TypeVar("T")
+# MMAU test-mini's question file (Apache-2.0, licence beside it), shipped so imports and no-audio runs work offline
+MMAU_TEST_MINI = Path(__file__).resolve().parent / "data" / "mmau-test-mini.json"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _LETTER_PREFIX = re.compile(r"^\(([A-Z])\)\s*(?=\S)")  # "(A) Man" in the Hugging Face layout; "(A)" alone is a letter
 _BARE_LETTER = re.compile(r"\(?([A-Z])\)?")
@@ -59,6 +61,7 @@ class ImportReport:
     run_id: str | None = None  # the run a predictions import filled
     errors: list[Problem] = field(default_factory=list)  # any error: nothing was imported
     skipped: list[Problem] = field(default_factory=list)  # left out on purpose (their audio is missing)
+    without_audio: list[Problem] = field(default_factory=list)  # audio missing, kept for no-audio runs (keep_missing_audio)
     warnings: list[Problem] = field(default_factory=list)  # imported with a note (duplicate choices merged, no key)
 
     def summary(self) -> str:
@@ -69,7 +72,16 @@ class ImportReport:
             text += " (" + ", ".join(f"{n} {m}" for m, n in self.modalities.items()) + ")"
         if self.run_id:
             text += f" as run {self.run_id}"
+        if self.without_audio:
+            text += f", {len(self.without_audio)} without audio"
         return text + f"; {len(self.skipped)} skipped, {len(self.warnings)} warnings"
+
+
+def missing_audio_line(problems: list[Problem], what: str, shown: int = 3) -> str:
+    """One line for many items whose audio file is missing: the count and the first few paths."""
+    paths = [p.reason.split(": ", 1)[-1].split(" (", 1)[0] for p in problems[:shown]]
+    more = ", ..." if len(problems) > shown else ""
+    return f"{len(problems)} items {what}: audio file not found, e.g. {', '.join(paths)}{more}"
 
 
 class _Bad(Exception):
@@ -112,6 +124,8 @@ def import_dataset(
     name = name or Path(path).stem
     if not _NAME.fullmatch(name):
         raise DatasetError(f"dataset name {name!r}: use letters, digits, '.', '_' or '-' (at most 100)")
+    if audio_dir is not None and not os.path.isdir(audio_dir):
+        raise DatasetError(f"audio folder not found: {os.fspath(audio_dir)} (without an audio folder the items are imported without audio)")
     records = read_records(path)
     if format == "auto":
         format = _detect(records, path)
@@ -126,7 +140,7 @@ def import_dataset(
 
     items = [stored for stored in _read_all(path, records, read, report) if stored is not None]
     if not items:
-        raise DatasetError(f"{path}: no item left to import ({len(report.skipped)} skipped for missing audio)", report.skipped)
+        raise DatasetError(f"{path}: no item left to import; {missing_audio_line(report.skipped, 'skipped')}")
     report.imported = len(items)
     counts = Counter(s.item.modality for s in items)
     report.modalities = {m: counts[m] for m in MODALITIES if counts[m]}
@@ -322,7 +336,7 @@ def _item(
             if not keep_missing_audio:
                 report.skipped.append(Problem(number, fields.id, f"audio file not found: {missing}"))
                 return None
-            report.warnings.append(Problem(number, fields.id, f"audio file not found ({missing}); kept without audio"))
+            report.without_audio.append(Problem(number, fields.id, f"audio file not found: {missing}"))
     item = Item(fields.id, fields.question, tuple(choices), fields.answer, fields.modality, audio_path, dataset)
     try:
         validate_item(item)

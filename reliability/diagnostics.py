@@ -1,7 +1,7 @@
 """Does the answer come from the audio? Text-prior rate, per-item audio-reliance categories, fragment retention, no-audio humility.
 
 Pure functions over outcome maps (item id -> Outcome) per condition (`reliability.conditions`);
-nothing here reads the store or draws. Definitions (DESIGN.md section 1, "All That Glitters Is Not
+nothing here reads the store or draws. Definitions (docs/METRICS.md section 5, "All That Glitters Is Not
 Audio", arXiv 2604.24401):
 
 - "Right" means Outcome.CORRECT. An abstention (idk) is not right: an item the model abstains on

@@ -21,6 +21,11 @@ HELP = (
     "**AH** the audio hurts · **UN** wrong both ways. Make the runs with "
     "`python -m reliability diagnose --dataset NAME` (full, none and 14 fragment runs per method, cached)."
 )
+NO_RUNS = (
+    "**No runs to diagnose yet.** Import a dataset and run the diagnostics, e.g. "
+    "`python -m reliability import dataset reliability/data/mmau-test-mini.json` then "
+    "`python -m reliability diagnose --dataset mmau-test-mini --conditions full,none --limit 50`; then press **Refresh**."
+)
 
 
 class DiagnosticsHandlers:
@@ -46,31 +51,34 @@ class DiagnosticsHandlers:
         method = method if method in report.methods else (report.reference or None)
         return (
             gr.update(choices=list(report.methods), value=method),
-            f"```\n{format_report(report)}\n```",
+            f"```\n{format_report(report)}\n```" if report.methods else NO_RUNS,
             diagnostic_plots.category_bars(report, method),
             diagnostic_plots.retention_figure(report, method),
             diagnostic_plots.humility_bars(report),
         )
 
 
-def build_diagnostics_tab(lab: Lab) -> None:
-    """Lay out and wire the tab inside the caller's `gr.Tab`."""
+def build_diagnostics_tab(lab: Lab, tab: gr.Tab | None = None) -> None:
+    """Lay out and wire the tab inside the caller's `gr.Tab` (passed as `tab`, selecting it loads the stored runs)."""
     ui = DiagnosticsHandlers(lab)
+    empty = ui.refresh(None, None, None, HUMAN)
     private = {"api_visibility": "private"}
     gr.Markdown(HELP)
     with gr.Row():
-        dataset = gr.Dropdown([], label="Dataset", allow_custom_value=True)
+        dataset = gr.Dropdown([], label="Dataset", allow_custom_value=True, elem_id="lab-prior-dataset")
         backend = gr.Dropdown([], label="Backend (default: the latest run's)", allow_custom_value=True)
         method = gr.Dropdown([], label="Method of the category and retention plots", allow_custom_value=True)
         source = gr.Radio(SOURCES, value=HUMAN, label="Outcomes from")
         refresh = gr.Button("Refresh", scale=0)
-    summary = gr.Markdown(elem_id="lab-diagnostics")
+    summary = gr.Markdown(empty[1], elem_id="lab-diagnostics")
     with gr.Row():
-        categories = gr.Plot(show_label=False)
-        retention = gr.Plot(show_label=False)
-    humility = gr.Plot(show_label=False)
+        categories = gr.Plot(empty[2], show_label=False)
+        retention = gr.Plot(empty[3], show_label=False)
+    humility = gr.Plot(empty[4], show_label=False)
     inputs = [dataset, backend, method, source]
     outputs = [method, summary, categories, retention, humility]
     for control in (dataset, backend, method, source):
         control.input(ui.refresh, inputs, outputs, **private)
     refresh.click(ui.choices, [dataset, backend], [dataset, backend], **private).then(ui.refresh, inputs, outputs, **private)
+    if tab is not None:
+        tab.select(ui.choices, [dataset, backend], [dataset, backend], **private).then(ui.refresh, inputs, outputs, **private)

@@ -28,6 +28,13 @@ from reliability.ui_render import method_title
 ALL = "(all)"
 SAMPLES_FOLDER = "idk-samples"  # under the app's data folder
 CONDITIONS = [("with the clip", FULL), ("no audio (text only)", NONE)]
+NO_DATASET = "none yet: python -m reliability import dataset reliability/data/mmau-test-mini.json"
+NO_RESULTS = (
+    "No results yet. Pick a dataset, then **1 · Build IDK dataset** and **2 · Train adapter and compare**; "
+    "the alpha sweep and the transfer matrix train several adapters."
+)
+RESULT_HEADERS = ["alpha / trained on", "adapter", "evaluated on", "n", "Acc %", "Rel %", "Rej %", "ΔCon %", "ΔHum %", "RGI"]
+ADAPTER_HEADERS = ["method", "status", "base model", "K@N", "trained on", "examples (IDK %)", "alpha", "final loss", "seconds"]
 
 
 class ExperimentHandlers:
@@ -41,11 +48,12 @@ class ExperimentHandlers:
     def datasets(self, current: str | None) -> Any:
         """The dataset dropdown's choices from the notebook; the current pick stays when it still exists."""
         names = [d["name"] for d in store.list_datasets(self.lab.db())]
-        return gr.update(choices=names, value=current if current in names else (names[0] if names else None))
+        info = None if names else NO_DATASET
+        return gr.update(choices=names, value=current if current in names else (names[0] if names else None), info=info)
 
     def adapters_table(self) -> dict[str, Any]:
         """Saved adapters with what their cards say, for the tab's table."""
-        headers = ["method", "status", "base model", "K@N", "trained on", "examples (IDK %)", "alpha", "final loss", "seconds"]
+        headers = ADAPTER_HEADERS
         rows = []
         for a in list_adapters(self.lab.adapters_dir) if self.lab.adapters_dir else []:
             card, data = a.card, a.card.get("dataset", {})
@@ -166,7 +174,7 @@ class ExperimentHandlers:
 def settings_inputs(lab: Lab) -> list[gr.components.Component]:
     """The tab's settings components, in the order ExperimentHandlers._settings reads them."""
     with gr.Row():
-        dataset = gr.Dropdown([], label="Dataset", allow_custom_value=True)
+        dataset = gr.Dropdown([], label="Dataset", allow_custom_value=True, info="the list fills when the tab opens", elem_id="lab-exp-dataset")
         backend = gr.Dropdown(lab.backend_names(), value=lab.backend, label="Backend")
         condition = gr.Radio(CONDITIONS, value=FULL, label="Audio")
         limit = gr.Number(0, precision=0, label="First N items (0: all)")
@@ -206,12 +214,14 @@ def build_experiments_tab(lab: Lab, tab: gr.Tab, methods_box: gr.CheckboxGroup |
         sweep = gr.Button("Alpha sweep")
         transfer = gr.Button("Transfer matrix")
         stop = gr.Button("Stop", variant="stop")
-    status = gr.Markdown()
+    status = gr.Markdown(NO_RESULTS)
     with gr.Row():
-        figure = gr.Plot(show_label=False)
+        figure = gr.Plot(experiment_plots.idk_ratio_figure([]), show_label=False)
         ratios = gr.Markdown()
-    table = gr.Dataframe(label="Per modality and total: each adapter against the baseline", interactive=False, wrap=True)
-    adapters = gr.Dataframe(label="Saved adapters", interactive=False, wrap=True)
+    table = gr.Dataframe(
+        {"headers": RESULT_HEADERS, "data": []}, label="Per modality and total: each adapter against the baseline", interactive=False, wrap=True
+    )
+    adapters = gr.Dataframe({"headers": ADAPTER_HEADERS, "data": []}, label="Saved adapters", interactive=False, wrap=True)
     methods = methods_box if methods_box is not None else gr.CheckboxGroup(visible=False)
 
     run = dict(concurrency_id="experiments", concurrency_limit=1, **private)

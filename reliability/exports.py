@@ -39,14 +39,15 @@ def export_labels(db: sqlite_utils.Database, path: str | os.PathLike, dataset: s
 def export_submission(db: sqlite_utils.Database, path: str | os.PathLike, run_id: str) -> int:
     """Write a run in MMAU's format: each item's original record plus the reply under `model_output` (read
     by MMAU's evaluation.py) and `model_prediction` (named by its README), so anyone can re-score it with
-    MMAU's own script. Items without an answer in the run are left out. Returns the number of records."""
+    MMAU's own script, and the run's `condition` (full, none: asked without audio, or a fragment).
+    Items without an answer in the run are left out. Returns the number of records."""
     run = store.get_run(db, run_id)
     texts = {row["item_id"]: row["text"] for row in store.answer_rows(db, [run.id])}
     records = []
     for stored in store.stored_items(db, run.dataset):
         if stored.item.id in texts:
             record = dict(stored.raw) if stored.raw is not None else _record(stored)
-            records.append({**record, **{key: texts[stored.item.id] for key in PREDICTION_KEYS}})
+            records.append({**record, "condition": run.condition, **{key: texts[stored.item.id] for key in PREDICTION_KEYS}})
     write_text(path, json.dumps(records, indent=2, ensure_ascii=False))
     return len(records)
 

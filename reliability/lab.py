@@ -50,6 +50,44 @@ QUEUE_LIMIT = 5000  # most tasks one queue holds; far more than one labelling se
 # extensions an upload may keep when it is copied into the app's upload folder
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm"})
 _LETTER = re.compile(r"\(?([A-Za-z])\)?\.?")
+WAIT_POLL_S = 0.5  # how often a Compare request waiting for the model reports where it stands
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A Compare request's method waiting for the model: how many requests use or wait for it besides this one."""
+
+    method: str
+    ahead: int
+
+
+class ModelGate:
+    """A backend's model lock that counts the requests holding or waiting for it, so a waiting user can be told."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self.queued = 0  # requests holding the lock or waiting for it
+
+    def join(self, delta: int) -> None:
+        """Enter (+1) or leave (-1) the line."""
+        with self._count_lock:
+            self.queued += delta
+
+    def acquire(self, timeout: float = -1) -> bool:
+        return self._lock.acquire(timeout=timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> ModelGate:
+        self.join(1)
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+        self.join(-1)
 
 
 @dataclass
@@ -219,7 +257,7 @@ class Lab:
         self._backends: dict[str, Backend] = {}
         self._build_lock = threading.Lock()
         # one model call at a time per backend: a LoRA method switches the shared model's adapter
-        self._model_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._model_locks: dict[str, ModelGate] = defaultdict(ModelGate)
         self._warm: set[str] = set()
 
     # ------------------------------------------------------------ folders, database, backends
@@ -286,7 +324,7 @@ class Lab:
         """Every method the Compare tab offers: the built-in ones, then one per saved adapter."""
         return [*METHODS, *(f"{LORA_PREFIX}{name}" for name in self.adapters())]
 
-    def model_lock(self, name: str | None = None) -> threading.Lock:
+    def model_lock(self, name: str | None = None) -> ModelGate:
         """The lock held while a backend's model answers: hold it to change the model (e.g. train an adapter)
         without a Compare request answering in between."""
         return self._model_locks[name or self.backend]
@@ -347,9 +385,11 @@ class Lab:
         methods: Sequence[str],
         backend: str | None = None,
         modality: str = UNKNOWN_MODALITY,
-    ) -> Iterator[MethodResult]:
+        report_waits: bool = False,
+    ) -> Iterator[MethodResult | Waiting]:
         """Ask one clip with several methods: checks the request now, then returns an iterator that yields each
-        method's result as soon as it is ready.
+        method's result as soon as it is ready (and, with `report_waits`, a Waiting every WAIT_POLL_S while
+        other requests hold the model).
 
         Answers already stored come first, at once; the others are asked in the order given and stored as
         they finish. A method that fails (an adapter that does not load, a backend error) yields a result
@@ -360,9 +400,11 @@ class Lab:
             raise ItemError("no method selected: pick at least one")
         name = backend or self.backend
         item, clip = self.prepare(audio_path, question, choices, answer, modality)
-        return self._answers(name, self.get_backend(name), methods, item, clip)
+        return self._answers(name, self.get_backend(name), methods, item, clip, report_waits)
 
-    def _answers(self, name: str, engine: Backend, methods: list[str], item: Item, clip: Clip) -> Iterator[MethodResult]:
+    def _answers(
+        self, name: str, engine: Backend, methods: list[str], item: Item, clip: Clip, report_waits: bool
+    ) -> Iterator[MethodResult | Waiting]:
         pending = []
         for method in methods:
             result = self._cached(engine, method, item)
@@ -370,8 +412,22 @@ class Lab:
                 pending.append(method)
             else:
                 yield result
+        gate = self.model_lock(name)
         for method in pending:
-            yield self._ask(name, engine, method, item, clip)
+            gate.join(1)
+            try:
+                timeout = 0 if report_waits else -1
+                while not gate.acquire(timeout):
+                    # never yield while holding the lock: a closed browser tab abandons this generator there
+                    yield Waiting(method, max(gate.queued - 1, 1))
+                    timeout = WAIT_POLL_S
+                try:
+                    result = self._ask(name, engine, method, item, clip)
+                finally:
+                    gate.release()
+            finally:
+                gate.join(-1)
+            yield result
 
     def _run(self, engine: Backend, method_name: str) -> store.Run:
         method = get_method(method_name)
@@ -394,12 +450,12 @@ class Lab:
         try:
             method = get_method(method_name)
             run = self._run(engine, method_name)
-            with self.model_lock(name):
-                if method.adapter is not None:
-                    if not self.adapters_dir:
-                        raise BackendError("the app has no adapters folder (start it with --adapters-dir DIR)")
-                    ensure_loaded(engine, [method.adapter], self.adapters_dir)
-                answers = ask(method, engine, [item], [clip], self.decoding)
+            # the caller holds the backend's model lock
+            if method.adapter is not None:
+                if not self.adapters_dir:
+                    raise BackendError("the app has no adapters folder (start it with --adapters-dir DIR)")
+                ensure_loaded(engine, [method.adapter], self.adapters_dir)
+            answers = ask(method, engine, [item], [clip], self.decoding)
             self._warm.add(name)
             store.save_answers(self.db(), run.id, answers, [clip.hash], JUDGE_VERSION)
         except ReliabilityError as exc:

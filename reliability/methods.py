@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from reliability import prompts
-from reliability.audio import Clip, for_model
+from reliability.audio import MODEL_MAX_SECONDS, Clip, for_model
 from reliability.backends.base import Backend
 from reliability.errors import ItemError, UnknownNameError
 from reliability.judge import judge, read_choice
@@ -180,9 +180,9 @@ def ask(method: Method, backend: Backend, items: Sequence[Item], clips: Sequence
     answers = []
     for item, clip, out in zip(items, clips, outputs):
         if clip is not None and for_model(clip)[1]:
-            # the backend only ever sees the cut samples, so the answer records that it heard 30 s
+            # the backend only ever sees the cut samples, so the answer records how much of the clip it heard
             for step in out.steps:
-                step.meta["audio_cut"] = True
+                step.meta.update(audio_cut=True, heard_s=MODEL_MAX_SECONDS, clip_s=round(clip.duration_s, 2))
         verdict = _judge(out.text, item)
         answers.append(
             Answer(item.id, method.name, out.text, verdict, out.steps, decoding, confidence(out.option_logprobs, item, verdict), latency)

@@ -1,4 +1,4 @@
-"""Reliability metrics (DESIGN.md section 2): Acc, Tru, Rej, Rel, ΔCon, ΔHum, RGI, bootstrap intervals, quadrants, risk-coverage.
+"""Reliability metrics (docs/METRICS.md sections 2-3): Acc, Tru, Rej, Rel, ΔCon, ΔHum, RGI, bootstrap intervals, quadrants, risk-coverage.
 
 Every function is pure and returns plain numbers. An undefined figure (no items, a zero
 denominator) is None, never NaN; RGI's one-sided edge cases are ±math.inf and carry a label.

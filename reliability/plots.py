@@ -2,16 +2,22 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from reliability.metrics import Comparison, ComparisonIntervals, RiskCoverage
 
 ISO_RGI = (-0.5, -0.25, 0.25, 0.5)  # guide lines around the RGI = 0 diagonal
-GROUP_SYMBOLS = {"sound": "circle", "music": "square", "speech": "diamond", "total": "star"}
+# one colour and one marker shape per method, in the order methods first appear, the same in every figure
+COLOURS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d755d", "#eeca3b")
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "pentagon", "hexagon", "star", "cross")
 TEMPLATE = "plotly_white"
+WRAP = 60  # characters per line of an empty figure's message, so it fits a half-width plot
+SPREAD = 0.03  # identical points of different methods are spread on a circle of this share of the axis
 
 
 @dataclass(frozen=True)
@@ -27,73 +33,142 @@ class MethodPoint:
 def empty_figure(message: str, title: str = "") -> go.Figure:
     """A blank figure that says what to do next instead of showing empty axes."""
     fig = go.Figure()
-    fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font={"size": 15})
+    text = "<br>".join(textwrap.wrap(message, WRAP))
+    fig.add_annotation(text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font={"size": 14})
     fig.update_layout(title=title, template=TEMPLATE, xaxis={"visible": False}, yaxis={"visible": False}, height=360)
     return fig
 
 
+def method_styles(methods: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Method -> (colour, marker symbol), in the order given; the same method looks the same in every figure."""
+    return {m: (COLOURS[i % len(COLOURS)], SYMBOLS[i % len(SYMBOLS)]) for i, m in enumerate(dict.fromkeys(methods))}
+
+
 def conservatism_humility_plane(points: Sequence[MethodPoint], normalize: str = "total") -> go.Figure:
-    """ΔCon on x, ΔHum on y: above the diagonal a method gained more humility than conservatism."""
+    """ΔCon on x, ΔHum on y, one panel per group (modality, total): above the diagonal a method gained more
+    humility than conservatism.
+
+    Each method has its own colour and marker shape in every panel; methods at the same figures are spread
+    a little around their true place, and the hover text gives the exact figures.
+    """
     drawable = [p for p in points if p.comparison.delta_con is not None and p.comparison.delta_hum is not None]
     if not drawable:
         return empty_figure("No method to compare yet: run the baseline and at least one other method on the same items.", "Conservatism–humility plane")
     top = max(max(p.comparison.delta_con, p.comparison.delta_hum, _high(p, "delta_con"), _high(p, "delta_hum")) for p in drawable)
-    top = max(top * 1.15, 0.05)
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", name="RGI = 0", line={"color": "grey", "dash": "dash"}, hoverinfo="skip"))
-    for rgi in ISO_RGI:
-        slope = 10**rgi
-        x_end = min(top, top / slope)
+    top = max(top * 1.1, 0.05)
+    low = -0.08 * top  # room left of and below 0, so markers at 0 are not cut by the axes
+    groups = list(dict.fromkeys(p.group for p in drawable))
+    cols = 1 if len(groups) == 1 else 2
+    rows = math.ceil(len(groups) / cols)
+    fig = make_subplots(
+        rows=rows, cols=cols, subplot_titles=groups, shared_xaxes=True, shared_yaxes=True,
+        horizontal_spacing=0.06, vertical_spacing=0.12 if rows > 1 else 0.0,
+    )
+    styles = method_styles([p.method for p in drawable])
+    in_legend: set[str] = set()
+    for g, group in enumerate(groups):
+        row, col = g // cols + 1, g % cols + 1
         fig.add_trace(
-            go.Scatter(x=[0, x_end], y=[0, x_end * slope], mode="lines", name=f"RGI = {rgi:+.2f}", line={"color": "lightgrey", "width": 1, "dash": "dot"}, hoverinfo="skip", showlegend=False)
+            go.Scatter(x=[0, top], y=[0, top], mode="lines", name="RGI = 0", line={"color": "grey", "dash": "dash"},
+                       hoverinfo="skip", legendgroup="rgi0", showlegend=g == 0),
+            row=row, col=col,
         )
-        fig.add_annotation(x=x_end, y=x_end * slope, text=f"{rgi:+.2f}", showarrow=False, font={"size": 10, "color": "grey"})
-    for method in dict.fromkeys(p.method for p in drawable):
-        mine = [p for p in drawable if p.method == method]
-        fig.add_trace(
-            go.Scatter(
-                x=[p.comparison.delta_con for p in mine],
-                y=[p.comparison.delta_hum for p in mine],
-                mode="markers+text",
-                name=method,
-                text=[p.group for p in mine],
-                textposition="top center",
-                marker={"size": 12, "symbol": [GROUP_SYMBOLS.get(p.group, "circle") for p in mine]},
-                error_x=_error_bars(mine, "delta_con"),
-                error_y=_error_bars(mine, "delta_hum"),
-                customdata=[[p.group, p.comparison.lost_correct, p.comparison.baseline_correct, p.comparison.gained_humble, p.comparison.baseline_wrong, p.comparison.n, p.comparison.rgi_label] for p in mine],
-                hovertemplate=(
-                    "<b>%{fullData.name}</b> · %{customdata[0]}<br>ΔCon %{x:.2%} (lost %{customdata[1]} of %{customdata[2]} correct)"
-                    "<br>ΔHum %{y:.2%} (gained %{customdata[3]} of %{customdata[4]} wrong)<br>RGI %{customdata[6]} · N = %{customdata[5]}<extra></extra>"
-                ),
+        for rgi in ISO_RGI:
+            slope = 10**rgi
+            x_end = min(top, top / slope)
+            fig.add_trace(
+                go.Scatter(x=[0, x_end], y=[0, x_end * slope], mode="lines", line={"color": "lightgrey", "width": 1, "dash": "dot"},
+                           hoverinfo="skip", showlegend=False),
+                row=row, col=col,
             )
-        )
+        mine = [p for p in drawable if p.group == group]
+        places = spread_points([(p.comparison.delta_con, p.comparison.delta_hum) for p in mine], SPREAD * (top - low))
+        for method, (colour, symbol) in styles.items():
+            picked = [i for i, p in enumerate(mine) if p.method == method]
+            if not picked:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=[places[i][0] for i in picked],
+                    y=[places[i][1] for i in picked],
+                    mode="markers",
+                    name=method,
+                    legendgroup=method,
+                    showlegend=method not in in_legend,
+                    cliponaxis=False,
+                    marker={"size": 11, "symbol": symbol, "color": colour, "line": {"width": 1, "color": "white"}},
+                    error_x=_error_bars([mine[i] for i in picked], "delta_con"),
+                    error_y=_error_bars([mine[i] for i in picked], "delta_hum"),
+                    customdata=[_hover_data(mine[i]) for i in picked],
+                    hovertemplate=(
+                        "<b>%{fullData.name}</b> · %{customdata[0]}<br>ΔCon %{customdata[7]:.2%} (lost %{customdata[1]} of %{customdata[2]} correct)"
+                        "<br>ΔHum %{customdata[8]:.2%} (gained %{customdata[3]} of %{customdata[4]} wrong)<br>RGI %{customdata[6]} · N = %{customdata[5]}<extra></extra>"
+                    ),
+                ),
+                row=row, col=col,
+            )
+            in_legend.add(method)
+    fig.update_xaxes(range=[low, top], tickformat=".0%", zeroline=True, nticks=4)
+    fig.update_yaxes(range=[low, top], tickformat=".0%", zeroline=True, nticks=4)
+    # one title per direction for all panels: per-panel titles would not fit a panel's height
+    axis_title = {"xref": "paper", "yref": "paper", "showarrow": False, "font": {"size": 13}}
+    fig.add_annotation(text="ΔCon: baseline-correct answers lost (lower is better)", x=0.5, y=0, yshift=-45, **axis_title)
+    fig.add_annotation(text="ΔHum: baseline-wrong answers avoided (higher is better)", x=0, y=0.5, xshift=-55, textangle=-90, **axis_title)
     fig.update_layout(
-        title=f"Conservatism–humility plane (D = {'all items' if normalize == 'total' else 'group size'})",
-        xaxis={"title": "ΔCon: baseline-correct answers lost (lower is better)", "tickformat": ".0%", "range": [0, top]},
-        yaxis={"title": "ΔHum: baseline-wrong answers no longer wrong (higher is better)", "tickformat": ".0%", "range": [0, top]},
+        title=f"Conservatism–humility plane (D = {'all items' if normalize == 'total' else 'group size'}; dotted: RGI ±0.25, ±0.5)",
         template=TEMPLATE,
-        height=480,
+        height=300 + 240 * (rows - 1) if rows > 1 else 480,
+        margin={"l": 80, "r": 20, "t": 70, "b": 70},
+        legend={"title": {"text": "method"}},
+        title_font={"size": 14},
     )
     return fig
 
 
+def spread_points(xy: Sequence[tuple[float, float]], radius: float) -> list[tuple[float, float]]:
+    """Points that coincide (to a tenth of `radius`) moved onto a small circle around their place; others kept."""
+    where: dict[tuple[int, int], list[int]] = {}
+    for i, (x, y) in enumerate(xy):
+        where.setdefault((round(x / radius * 10), round(y / radius * 10)), []).append(i)
+    out = list(xy)
+    for members in where.values():
+        if len(members) > 1:
+            for k, i in enumerate(members):
+                angle = math.pi / 4 + 2 * math.pi * k / len(members)
+                out[i] = (xy[i][0] + radius * math.cos(angle), xy[i][1] + radius * math.sin(angle))
+    return out
+
+
+def _hover_data(p: MethodPoint) -> list:
+    c = p.comparison
+    return [p.group, c.lost_correct, c.baseline_correct, c.gained_humble, c.baseline_wrong, c.n, c.rgi_label, c.delta_con, c.delta_hum]
+
+
 def rgi_bars(points: Sequence[MethodPoint]) -> go.Figure:
-    """RGI per method, grouped by modality and total; ±inf and undefined values are labelled, not drawn as bars."""
+    """RGI per method, grouped by modality and total. An infinite RGI is a hatched bar to the plot's edge
+    labelled ±∞; an undefined one has no bar and is labelled n/a (the hover text says why)."""
     if not points:
         return empty_figure("No RGI yet: run the baseline and at least one other method on the same items.", "Reliability Gain Index")
     fig = go.Figure()
     groups = list(dict.fromkeys(p.group for p in points))
-    for method in dict.fromkeys(p.method for p in points):
+    styles = method_styles([p.method for p in points])
+    finite = [abs(p.comparison.rgi) for p in points if _finite(p.comparison.rgi) is not None]
+    edge = max([*finite, 0.25]) * 1.25  # where an infinite bar ends
+    # side by side, horizontal labels fit a bar only when there are few bars per figure
+    angle = 0 if len(styles) * len(groups) <= 8 else -90
+    for method, (colour, _) in styles.items():
         mine = {p.group: p for p in points if p.method == method}
-        values = [_finite(mine[g].comparison.rgi) if g in mine else None for g in groups]
+        rgis = [mine[g].comparison.rgi if g in mine else None for g in groups]
         fig.add_trace(
             go.Bar(
                 x=groups,
-                y=[0 if v is None else v for v in values],
+                y=[0 if v is None else (math.copysign(edge, v) if math.isinf(v) else v) for v in rgis],
                 name=method,
-                text=[_short_label(mine[g].comparison) if g in mine else "" for g in groups],
+                marker={"color": colour, "pattern": {"shape": ["/" if v is not None and math.isinf(v) else "" for v in rgis]}},
+                text=[_short_label(mine[g].comparison, upright=angle != 0) if g in mine else "" for g in groups],
                 textposition="outside",
+                textangle=angle,
+                cliponaxis=False,
                 customdata=[mine[g].comparison.rgi_label if g in mine else "" for g in groups],
                 error_y=_error_bars([mine[g] for g in groups if g in mine], "rgi") if all(g in mine for g in groups) else None,
                 hovertemplate="<b>%{fullData.name}</b> · %{x}<br>RGI %{customdata}<extra></extra>",
@@ -103,9 +178,11 @@ def rgi_bars(points: Sequence[MethodPoint]) -> go.Figure:
     fig.update_layout(
         title="Reliability Gain Index = log10(ΔHum / ΔCon) (higher is better)",
         barmode="group",
-        yaxis={"title": "RGI"},
+        yaxis={"title": "RGI (hatched: ±∞)", "range": [-edge * 1.35, edge * 1.35]},
         template=TEMPLATE,
-        height=420,
+        height=480,
+        margin={"l": 70, "r": 20, "t": 60, "b": 60},
+        legend={"title": {"text": "method"}},
     )
     return fig
 
@@ -129,13 +206,13 @@ def risk_coverage_figure(curves: Mapping[str, RiskCoverage]) -> go.Figure:
     return fig
 
 
-def _short_label(comparison: Comparison) -> str:
-    """A bar label that fits above a bar; the full reason is in the hover text."""
+def _short_label(comparison: Comparison, upright: bool = False) -> str:
+    """A bar label that fits above a bar; the full reason is in the hover text. Turned upright, ∞ would read as 8."""
     rgi = comparison.rgi
     if rgi is None:
         return "n/a"
     if math.isinf(rgi):
-        return "+∞" if rgi > 0 else "−∞"
+        return ("+" if rgi > 0 else "−") + ("inf" if upright else "∞")
     return f"{rgi:.2f}"
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 
 class Outcome(str, enum.Enum):
-    """How one answer to a multiple-choice item is judged (DESIGN.md section 2)."""
+    """How one answer to a multiple-choice item is judged (docs/METRICS.md section 1)."""
 
     CORRECT = "correct"
     WRONG = "wrong"

@@ -27,7 +27,7 @@ from reliability import ui_render
 from reliability.audio import SAMPLE_RATE, load_audio
 from reliability.errors import AudioError, ReliabilityError
 from reliability.exports import export_table
-from reliability.lab import HUMAN, HUMAN_MODE, PARSER, UNKNOWN_MODALITY, VERDICT_MODE, DashboardFilters, Lab, MethodResult
+from reliability.lab import HUMAN, HUMAN_MODE, PARSER, UNKNOWN_MODALITY, VERDICT_MODE, DashboardFilters, Lab, MethodResult, Waiting
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +42,24 @@ VERDICTS = ("correct", "wrong", "idk")
 def user_errors(fn: Callable) -> Callable:
     """Show the lab's errors as one-line gr.Error messages (also what an API client receives as AppError).
 
+    A user's mistake is one warning line in the terminal (its traceback only at DEBUG level, `--debug`).
     Anything else is logged with its traceback and shown as a short internal error, so one bad request
     never stops the server for the other users.
     """
 
+    def quiet(error: gr.Error) -> gr.Error:
+        error.print_exception = False  # Gradio would print a traceback for every mistyped form
+        log.warning("%s: %s", fn.__name__, error.message)
+        log.debug("where %s raised it", fn.__qualname__, exc_info=True)
+        return error
+
     def translate(exc: Exception) -> gr.Error:
         if isinstance(exc, ReliabilityError):
-            return gr.Error(str(exc))
+            return quiet(gr.Error(str(exc)))
         if isinstance(exc, sqlite3.Error):
-            return gr.Error(f"the lab database refused: {exc}")
+            return quiet(gr.Error(f"the lab database refused: {exc}"))
         log.exception("unexpected error in %s", fn.__qualname__)
-        return gr.Error(f"internal error ({type(exc).__name__}); the server log has the details")
+        return gr.Error(f"internal error ({type(exc).__name__}); the server log has the details", print_exception=False)
 
     if inspect.isgeneratorfunction(fn):
 
@@ -60,8 +67,8 @@ def user_errors(fn: Callable) -> Callable:
         def generator(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
-            except gr.Error:
-                raise
+            except gr.Error as error:
+                raise quiet(error)
             except Exception as exc:
                 raise translate(exc) from exc
 
@@ -71,8 +78,8 @@ def user_errors(fn: Callable) -> Callable:
     def call(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
-            raise
+        except gr.Error as error:
+            raise quiet(error)
         except Exception as exc:
             raise translate(exc) from exc
 
@@ -140,7 +147,7 @@ class Handlers:
         methods = [m for m in (methods or []) if m]
         backend = backend or self.lab.backend
         start = time.perf_counter()
-        stream = self.lab.compare(audio_path, question, choices, answer, methods, backend, modality or UNKNOWN_MODALITY)
+        stream = self.lab.compare(audio_path, question, choices, answer, methods, backend, modality or UNKNOWN_MODALITY, report_waits=True)
         if choices and not (answer or "").strip():
             gr.Warning("Options without an answer key: the answers are parsed and shown, but not judged correct or wrong.")
         elif not choices:
@@ -150,6 +157,13 @@ class Handlers:
         status = f"Asking {len(methods)} method(s) on **{backend}**…{loading}"
         yield status, ui_render.result_cards(methods, results, methods[0]), []
         for result in stream:
+            if isinstance(result, Waiting):
+                status = (
+                    f"Waiting for the model on **{backend}**: {result.ahead} other request(s) use it or wait for it "
+                    f"(other users' questions or a training run); {len(results)} of {len(methods)} done."
+                )
+                yield status, ui_render.result_cards(methods, results, result.method, waiting=result.ahead), [r.as_dict() for r in results.values()]
+                continue
             results[result.method] = result
             if result.error:
                 gr.Warning(f"{ui_render.method_title(result.method)}: {result.error}")

@@ -40,13 +40,20 @@ def method_title(name: str) -> str:
 # ---------------------------------------------------------------- compare
 
 
-def result_cards(methods: Sequence[str], results: dict[str, MethodResult], running: str | None = None) -> str:
-    """One card per selected method, side by side: finished ones with their answer, the others waiting."""
+def result_cards(
+    methods: Sequence[str], results: dict[str, MethodResult], running: str | None = None, waiting: int | None = None
+) -> str:
+    """One card per selected method, side by side: finished ones with their answer, the others waiting.
+
+    :param waiting: the running method waits for the model behind this many other requests
+    """
     cards = []
     for name in methods:
         result = results.get(name)
         if result is None:
             state = "running…" if name == running else "waiting…"
+            if name == running and waiting:
+                state = f"queued: {waiting} ahead"
             cards.append(f'<div class="lab-card lab-pending"><div class="lab-card-head">{_title(name)}<span class="lab-badge">{state}</span></div></div>')
         elif result.error:
             cards.append(
@@ -79,9 +86,23 @@ def _answer_card(r: MethodResult) -> str:
     return (
         f'<div class="lab-card {css}" data-method="{_esc(r.method)}">'
         f'<div class="lab-card-head">{_title(r.method)}<span class="lab-badge">{badge}{source}</span></div>'
+        f"{cut_note(r.steps)}"
         f'<div class="lab-text lab-answer">{_esc(r.text) or "(empty reply)"}</div>'
         f"{steps}<dl class=\"lab-facts\">{facts_html}</dl>{why(r.steps)}</div>"
     )
+
+
+def cut_note(steps: Sequence[dict[str, Any]]) -> str:
+    """A warning line when the model heard only the start of the clip: how long it heard and how much it missed."""
+    meta = next((s.get("meta") or {} for s in steps if (s.get("meta") or {}).get("audio_cut")), None)
+    if meta is None:
+        return ""
+    heard, total = meta.get("heard_s"), meta.get("clip_s")
+    if heard is None or total is None:
+        text = "The clip was cut to the model's limit: the model did not hear its end."
+    else:
+        text = f"The clip was cut to the model's {heard:.0f} s limit: the last {total - heard:.1f} s of {total:.1f} s were not heard."
+    return f'<div class="lab-cut">⚠ {text}</div>'
 
 
 def _parsed(r: MethodResult) -> str:

@@ -178,7 +178,7 @@ def test_compare_label_metrics_round_trip(client, tone_wav):
     assert todo["total"] == 3 and idk["answer_id"] not in {t["answer_id"] for t in todo["tasks"]}
 
 
-def test_bad_requests_are_refused_with_one_line(client, tone_wav, tmp_path):
+def test_bad_requests_are_refused_with_one_line(app, client, tone_wav, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
@@ -199,6 +199,10 @@ def test_bad_requests_are_refused_with_one_line(client, tone_wav, tmp_path):
     with pytest.raises(AppError, match="no answer"):
         client.predict("no-such-answer", "wrong", "ana", api_name="/label")
     assert "counts" in client.predict(api_name="/metrics")  # the server still serves
+    log = _tail(f"{app[1]}.app.log", 400)
+    # the terminal: one warning line per mistake, no traceback, no line per HTTP request
+    assert "Traceback" not in log and "WARNING reliability.ui: compare: no question" in log
+    assert "HTTP Request:" not in log
 
 
 def test_a_huge_upload_is_refused_before_it_reaches_the_lab(client, tmp_path):

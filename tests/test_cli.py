@@ -12,9 +12,10 @@ import pytest
 from annotations import store
 from annotations.db import open_db
 from reliability.cli import build_parser, main
+from reliability.datasets import MMAU_TEST_MINI
 
 ROOT = Path(__file__).resolve().parents[1]
-MMAU = ROOT.parent / "shared" / "data" / "mmau-test-mini.json"
+MMAU = MMAU_TEST_MINI
 SCRIPTED = ["--backend", "scripted", "--backend-arg", "reply=A"]
 
 
@@ -134,3 +135,51 @@ def test_bad_arguments_exit_2():
 def test_python_dash_m_runs_the_cli(tmp_path):
     result = subprocess.run([sys.executable, "-m", "reliability", "runs", "--db", str(tmp_path / "lab.db")], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout == ""
+
+
+def test_metrics_and_submission_pick_the_obvious_run_or_say_what_to_add(lab, tmp_path, capsys):
+    assert main(["evaluate", "--db", lab, "--dataset", "mmau-test-mini", "--limit", "3", "--no-audio", *SCRIPTED]) == 0
+    assert main(["metrics", "--db", lab, "--n-boot", "20"]) == 0  # the only dataset with runs
+    assert "baseline" in capsys.readouterr().out
+    out = tmp_path / "preds.json"
+    assert main(["export", "submission", "--db", lab, "--dataset", "mmau-test-mini", "--output", str(out)]) == 0
+    assert [r["condition"] for r in json.loads(out.read_text())] == ["none"] * 3
+    assert main(["evaluate", "--db", lab, "--dataset", "mmau-test-mini", "--methods", "idk", "--limit", "3", "--no-audio", *SCRIPTED]) == 0
+    capsys.readouterr()
+    assert main(["export", "submission", "--db", lab, "--dataset", "mmau-test-mini", "--output", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: dataset 'mmau-test-mini' has 2 runs; add --method") and "(idk, none)" in err and "\n" not in err
+    assert main(["export", "submission", "--db", lab, "--dataset", "mmau-test-mini", "--method", "idk", "--output", str(out)]) == 0
+    assert main(["export", "submission", "--db", lab, "--output", str(out)]) == 1
+    assert "say which run: --run ID, or --dataset NAME" in capsys.readouterr().err
+
+
+def test_metrics_without_runs_or_with_several_datasets_says_what_to_add(tmp_path, capsys):
+    db = str(tmp_path / "lab.db")
+    assert main(["metrics", "--db", db]) == 1
+    assert capsys.readouterr().err.strip() == "error: no runs yet: run `evaluate --dataset NAME` first"
+    for name in ("one", "two"):
+        assert main(["import", "dataset", str(MMAU), "--name", name, "--db", db]) == 0
+        assert main(["evaluate", "--db", db, "--dataset", name, "--limit", "1", "--no-audio", *SCRIPTED]) == 0
+    capsys.readouterr()
+    assert main(["metrics", "--db", db]) == 1
+    assert capsys.readouterr().err.strip() == "error: several datasets have runs; add --dataset with one of: one, two"
+
+
+def test_missing_audio_is_one_line_with_a_count_and_the_first_paths(tmp_path, capsys):
+    db = str(tmp_path / "lab.db")
+    assert main(["import", "dataset", str(MMAU), "--db", db, "--audio-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "1000 items skipped: audio file not found, e.g. " in err and "\n" not in err
+    assert main(["import", "dataset", str(MMAU), "--db", db, "--audio-dir", str(tmp_path / "nowhere")]) == 1
+    assert capsys.readouterr().err.strip().startswith("error: audio folder not found: ")
+    assert main(["import", "dataset", str(MMAU), "--db", db, "--audio-dir", str(tmp_path), "--keep-missing-audio"]) == 0
+    out, err = capsys.readouterr()
+    assert "warning: 1000 items kept without audio: audio file not found, e.g. " in err and "1000 without audio" in out
+    assert len(err.splitlines()) == 1 + 27  # that line and the merged duplicate choices
+
+
+def test_keep_missing_audio_without_an_audio_folder_says_what_it_means(tmp_path, capsys):
+    assert main(["import", "dataset", str(MMAU), "--db", str(tmp_path / "lab.db"), "--keep-missing-audio"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("note: --keep-missing-audio only matters with --audio-dir; without it every item is imported without audio")

@@ -3,17 +3,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from annotations import store
 from annotations.db import open_db
-from reliability.datasets import import_dataset, import_predictions, read_records
+from reliability.datasets import MMAU_TEST_MINI, import_dataset, import_predictions, read_records
 from reliability.errors import DatasetError
 from reliability.methods import validate_item
 
-MMAU = Path(__file__).resolve().parents[2] / "shared" / "data" / "mmau-test-mini.json"
+MMAU = MMAU_TEST_MINI
 
 
 @pytest.fixture
@@ -97,12 +96,22 @@ def test_missing_audio_is_skipped_and_reported_or_kept_without_audio(db, tmp_pat
     report = import_dataset(db, path, name="kept", audio_dir=audio, keep_missing_audio=True)  # the folder itself works too
     items = {i.id: i for i in store.get_items(db, "kept")}
     assert items["id-0"].audio_path == str(audio / "id-0.wav") and items["id-1"].audio_path is None
-    assert report.imported == 2 and "kept without audio" in report.warnings[0].reason
+    assert report.imported == 2 and [p.item_id for p in report.without_audio] == ["id-1"] and not report.warnings
+    assert report.summary().endswith("1 without audio; 0 skipped, 0 warnings")
 
 
-def test_only_missing_audio_imports_nothing(db, tmp_path):
-    with pytest.raises(DatasetError, match="no item left"):
-        import_dataset(db, write_json(tmp_path, [record(0)]), audio_dir=tmp_path)
+def test_only_missing_audio_imports_nothing_and_says_so_in_one_line(db, tmp_path):
+    with pytest.raises(DatasetError, match="no item left") as error:
+        import_dataset(db, write_json(tmp_path, [record(i) for i in range(5)]), audio_dir=tmp_path)
+    message = str(error.value)
+    assert "5 items skipped: audio file not found, e.g. " in message and message.endswith(", ...")
+    assert message.count(".wav") == 3 and not error.value.problems
+
+
+def test_an_audio_folder_that_does_not_exist_is_one_error(db, tmp_path):
+    with pytest.raises(DatasetError, match="audio folder not found: .*nowhere"):
+        import_dataset(db, MMAU, audio_dir=tmp_path / "nowhere")
+    assert db["items"].count == 0
 
 
 def test_hugging_face_layout_with_letter_prefixed_choices_and_answers(db, tmp_path):

@@ -14,14 +14,14 @@ from annotations.db import open_db
 from reliability import evaluate as evaluate_module
 from reliability.audio import load_audio
 from reliability.backends.scripted import ScriptedBackend
-from reliability.datasets import import_dataset
+from reliability.datasets import MMAU_TEST_MINI, import_dataset
 from reliability.errors import ItemError, UnknownNameError
 from reliability.evaluate import evaluate, rejudge
 from reliability.types import Answer, Decoding, Item, Judgement, Outcome
 from tests.conftest import tone
 
 ROOT = Path(__file__).resolve().parents[1]
-MMAU = ROOT.parent / "shared" / "data" / "mmau-test-mini.json"
+MMAU = MMAU_TEST_MINI
 
 
 def first_choice(request):

@@ -42,7 +42,7 @@ def add_run(db, method: str, texts: list[str]) -> str:
 
 
 def paper_sound_outcomes() -> tuple[dict[str, Outcome], dict[str, Outcome]]:
-    """Baseline and IDK-prompting outcomes with the published sound counts (DESIGN.md section 2):
+    """Baseline and IDK-prompting outcomes with the published sound counts (docs/METRICS.md section 3):
     baseline 203 correct / 130 wrong; IDK 194 correct, 60 idk; lost-correct 36, gained-humble 67."""
     c, w, r = Outcome.CORRECT, Outcome.WRONG, Outcome.IDK
     pairs = [(c, c)] * 167 + [(c, r)] * 20 + [(c, w)] * 16 + [(w, c)] * 27 + [(w, r)] * 40 + [(w, w)] * 63
@@ -109,7 +109,7 @@ def test_a_run_exports_in_mmau_submission_format(db, tmp_path):
     run_id = add_run(db, "baseline", ["x", "the answer is y"])
     assert exports.export_submission(db, tmp_path / "sub.json", run_id[:6]) == 2
     records = json.loads((tmp_path / "sub.json").read_text())
-    assert records[0] == {**RECORDS[0], "model_output": "x", "model_prediction": "x"}  # the original record, unchanged
+    assert records[0] == {**RECORDS[0], "condition": "full", "model_output": "x", "model_prediction": "x"}  # the original record, plus
     assert records[1]["model_output"] == "the answer is y"
 
 

@@ -9,7 +9,7 @@ from reliability.types import Outcome
 
 C, W, I = Outcome.CORRECT, Outcome.WRONG, Outcome.IDK
 
-# choice lists of MMAU test-mini items (../shared/data/mmau-test-mini.json), with their keys
+# choice lists of MMAU test-mini items (reliability/data/mmau-test-mini.json), with their keys
 VOICE = ("Man", "Woman", "Child", "Robot")  # key "Man"
 SPEECH_SOURCE = ("A child", "A woman", "An adult man", "A teenager")  # key "A woman"
 AFTER_SPEECH = ("A dog barking", "A car passing by", "A cat meowing", "Music playing in the background")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from reliability.errors import AudioError, ItemError, StoreError
-from reliability.lab import HUMAN_MODE, LAB_DATASET, PARSER, DashboardFilters, Lab, resolve_key
+from reliability.lab import HUMAN_MODE, LAB_DATASET, PARSER, DashboardFilters, Lab, Waiting, resolve_key
 from reliability.types import Request
 from reliability.ui import Api, Handlers
 from reliability.ui_render import audio_figure, result_cards, summary_text
@@ -55,6 +55,25 @@ def test_cached_answers_come_first_and_new_methods_follow(lab, tone_wav):
     ask(lab, tone_wav, methods=["idk"])
     results = ask(lab, tone_wav, methods=["baseline", "idk"])
     assert [(r.method, r.cached) for r in results] == [("idk", True), ("baseline", False)]
+
+
+def test_a_request_waiting_for_the_model_says_how_many_are_ahead(lab, tone_wav):
+    gate = lab.model_lock()
+    with gate:  # another user's question (or a training run) holds the model
+        stream = lab.compare(str(tone_wav), "What is heard?", OPTIONS, KEY, ["baseline"], report_waits=True)
+        first = next(stream)
+    assert first == Waiting("baseline", 1)
+    [result] = list(stream)
+    assert result.method == "baseline" and result.outcome == "correct" and gate.queued == 0
+
+
+def test_a_cut_clip_says_so_on_its_card(lab, make_wav):
+    long_clip = make_wav(np.zeros(16000 * 45, dtype=np.float32) + 0.01, name="long.wav")
+    [result] = list(lab.compare(str(long_clip), "What is heard?", OPTIONS, KEY, ["baseline"]))
+    card = result_cards(["baseline"], {"baseline": result})
+    assert "cut to the model's 30 s limit: the last 15.0 s of 45.0 s were not heard" in card
+    short = ask(lab, make_wav(np.zeros(16000, dtype=np.float32) + 0.01, name="short.wav"), methods=["baseline"])[0]
+    assert "lab-cut" not in result_cards(["baseline"], {"baseline": short})
 
 
 @pytest.mark.parametrize(
@@ -220,6 +239,20 @@ def test_the_compare_handler_streams_cards_then_a_summary(lab, tone_wav):
     assert cards.count('class="lab-card lab-correct"') == 2 and "why? the exact prompts sent" in cards
     with pytest.raises(gr.Error, match="no question"):
         list(ui.compare(str(tone_wav), "", "a\nb", "", "sound", ["baseline"], "scripted"))
+
+
+def test_a_user_error_is_one_warning_line_and_its_traceback_only_at_debug_level(lab, tone_wav, caplog):
+    ui = Handlers(lab)
+    caplog.set_level("INFO", logger="reliability")
+    with pytest.raises(gr.Error) as error:
+        list(ui.compare(str(tone_wav), "", "a\nb", "", "sound", ["baseline"], "scripted"))
+    assert error.value.print_exception is False  # Gradio prints no traceback for it
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records] == [("WARNING", "compare: no question: type the question to ask about the clip", None)]
+    caplog.clear()
+    caplog.set_level("DEBUG", logger="reliability")
+    with pytest.raises(gr.Error):
+        list(ui.compare(str(tone_wav), "", "a\nb", "", "sound", ["baseline"], "scripted"))
+    assert [r.levelname for r in caplog.records] == ["WARNING", "DEBUG"] and caplog.records[1].exc_info is not None
 
 
 def test_annotating_by_handler_saves_and_moves_on(lab, tone_wav):

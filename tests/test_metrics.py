@@ -26,7 +26,7 @@ TOL = 0.005  # published figures are percent to two decimals
 ITEMS = {"sound": 333, "music": 334, "speech": 333}
 BASELINE_CORRECT = {"sound": 203, "music": 184, "speech": 169}  # no refusals
 
-# DESIGN.md section 2, Qwen2-Audio-7B-Instruct on MMAU test-mini, percent: modality -> (Acc, Rel), and total Rel.
+# docs/METRICS.md section 3, Qwen2-Audio-7B-Instruct on MMAU test-mini, percent: modality -> (Acc, Rel), and total Rel.
 PUBLISHED = {
     "baseline": {"sound": (60.96, 60.96), "music": (55.09, 55.09), "speech": (50.75, 50.75), "total": 55.60},
     "idk": {"sound": (58.26, 73.03), "music": (54.19, 65.19), "speech": (43.84, 56.18), "total": 64.85},
@@ -155,7 +155,7 @@ def test_group_normalisation():
     assert cmp.delta_con == pytest.approx(36 / 203)
     assert cmp.delta_hum == pytest.approx(67 / 130)
     assert cmp.rgi == pytest.approx(math.log10((67 / 130) / (36 / 203)))
-    # the published 0.27 needs D = N (DESIGN.md section 2)
+    # the published 0.27 needs D = N (docs/METRICS.md section 3)
     assert round(cmp.rgi, 2) != 0.27
 
 

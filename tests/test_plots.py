@@ -43,3 +43,33 @@ def test_empty_states_explain_next_step():
     for hint, figures in hints.items():
         assert all(hint in fig.layout.annotations[0].text for fig in figures)
     assert empty_figure("hello").layout.annotations[0].text == "hello"
+
+
+def test_methods_differ_in_colour_and_shape_and_identical_points_are_spread():
+    fig = conservatism_humility_plane([point("idk", IDK), point("mcot", IDK), point("agent", IDK), point("idk", IDK, "music")])
+    sound = [t for t in fig.data if t.mode == "markers" and t.xaxis == "x"]
+    assert [t.name for t in sound] == ["idk", "mcot", "agent"]
+    assert len({t.marker.color for t in sound}) == 3 and len({t.marker.symbol for t in sound}) == 3
+    drawn = {(t.x[0], t.y[0]) for t in sound}
+    assert len(drawn) == 3, "three methods at the same figures are drawn apart"
+    assert all(abs(x - 0.1) < 0.03 and abs(y - 0.2) < 0.03 for x, y in drawn)
+    assert [tuple(t.customdata[0][7:9]) for t in sound] == [(0.1, 0.2)] * 3  # hover: the exact figures
+    assert [a.text for a in fig.layout.annotations[:2]] == ["sound", "music"]  # one panel per group, titled
+    assert [t.showlegend for t in fig.data if t.name == "idk"] == [True, False]  # one legend entry per method
+    assert fig.layout.xaxis.range[0] < 0 and sound[0].cliponaxis is False  # a point at 0 is not cut by the axes
+
+
+def test_infinite_rgi_is_a_hatched_bar_to_the_edge_and_many_bars_get_upright_labels():
+    only_humble = {**BASE, "i6": "idk"}
+    points = [point(m, o, g, intervals=False) for m, o in (("idk", IDK), ("humble", only_humble), ("same", SAME)) for g in ("sound", "music", "total")]
+    fig = rgi_bars(points)
+    humble = next(t for t in fig.data if t.name == "humble")
+    assert humble.y[0] == max(abs(v) for t in fig.data for v in t.y) and humble.marker.pattern.shape[0] == "/"
+    assert fig.layout.yaxis.range[1] > humble.y[0]  # its label fits above it
+    assert {t.textangle for t in fig.data} == {-90}  # 9 bars: side-by-side labels would collide
+    assert rgi_bars(points[:2]).data[0].textangle == 0
+
+
+def test_a_long_empty_state_message_is_wrapped_to_fit_half_a_dashboard():
+    text = conservatism_humility_plane([]).layout.annotations[0].text
+    assert "<br>" in text and all(len(line) <= 60 for line in text.split("<br>"))
