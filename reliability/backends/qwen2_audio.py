@@ -74,15 +74,29 @@ class Qwen2AudioBackend(Backend):
             raise BackendError(f"qwen2-audio: cannot load {model_id!r} ({type(exc).__name__}: {_first_line(exc)})") from exc
         if device_map is None:
             hf.to(self.device)
+        self._adopt(hf)
+        if adapter is not None:
+            name = Path(adapter).name
+            self.load_adapter(adapter, name)
+            self.set_adapter(name)
+
+    @classmethod
+    def from_model(cls, hf, processor, model_id: str = "in-memory", batch_size: int = 8) -> "Qwen2AudioBackend":
+        """A backend around a model already built in memory (e.g. random weights of a real shape, for
+        benchmarks); device and dtype are the model's own."""
+        backend = cls.__new__(cls)
+        Backend.__init__(backend, model_id)
+        backend.device, backend.dtype, backend.batch_size = str(hf.device), hf.dtype, batch_size
+        backend.processor = processor
+        backend._adopt(hf)
+        return backend
+
+    def _adopt(self, hf) -> None:
         # generate continues each row from its last position, so prompts must end flush right
         self.processor.tokenizer.padding_side = "left"
         self.hf = hf.eval()  # the transformers model; LoRA layers are injected into it in place
         self.model = self.hf
         self.adapters: dict[str, str] = {}  # name -> folder
-        if adapter is not None:
-            name = Path(adapter).name
-            self.load_adapter(adapter, name)
-            self.set_adapter(name)
 
     # --- generation ---------------------------------------------------------------------------
 
@@ -97,10 +111,18 @@ class Qwen2AudioBackend(Backend):
                 for chunk in self._chunks(indices):
                     for i, gen in zip(chunk, self._generate_batch([requests[i] for i in chunk], decoding)):
                         out[i] = gen
-            for chunk in self._chunks([i for i, request in enumerate(requests) if request.choices]):
-                for i, scores in zip(chunk, self._option_logprobs([requests[i] for i in chunk])):
-                    out[i].option_logprobs = scores
+        scored = [i for i, request in enumerate(requests) if request.choices]
+        for i, scores in zip(scored, self.score_options([requests[i] for i in scored])):
+            out[i].option_logprobs = scores
         return out
+
+    def score_options(self, requests: list[Request]) -> list[list[float]]:
+        """Every request's choices scored (see the class docstring), `batch_size` requests per forward."""
+        scores: list[list[float]] = []
+        with torch.inference_mode(), self._adapter_scope():
+            for chunk in self._chunks(list(range(len(requests)))):
+                scores.extend(self._option_logprobs([requests[i] for i in chunk]))
+        return scores
 
     def _chunks(self, indices: list[int]) -> list[list[int]]:
         return [indices[start : start + self.batch_size] for start in range(0, len(indices), self.batch_size)]
