@@ -54,7 +54,8 @@ def clips(n: int, seconds: float) -> list[np.ndarray]:
 
 
 def requests(n: int, seconds: float, decoding: Decoding, choices: tuple[str, ...] = ()) -> list[Request]:
-    return [Request([{"role": "user", "content": QUESTION}], clip, decoding, choices) for clip in clips(n, seconds)]
+    """n requests, each with its own clip of `seconds` (0: no audio)."""
+    return [Request([{"role": "user", "content": QUESTION}], clip if seconds > 0 else None, decoding, choices) for clip in clips(n, seconds)]
 
 
 def sync(device: str) -> None:
@@ -114,10 +115,13 @@ def lora_step(backend: Qwen2AudioBackend, batch: int, seconds: float, device: st
     with tempfile.TemporaryDirectory() as folder:
         examples = []
         for i, clip in enumerate(clips(batch, seconds)):
-            path = Path(folder) / f"clip{i}.wav"
-            sf.write(path, clip, SAMPLE_RATE)
-            item = Item(f"b{i}", QUESTION, CHOICES, CHOICES[i % len(CHOICES)], "sound", str(path), "bench")
-            examples.append(TrainingExample(item, Baseline().messages(item), item.answer, 1, 1, 1, "full"))
+            path = None
+            if seconds > 0:
+                path = str(Path(folder) / f"clip{i}.wav")
+                sf.write(path, clip, SAMPLE_RATE)
+            item = Item(f"b{i}", QUESTION, CHOICES, CHOICES[i % len(CHOICES)], "sound", path, "bench")
+            condition = "full" if path else "none"
+            examples.append(TrainingExample(item, Baseline().messages(item), item.answer, 1, 1, 1, condition))
         precision = "bf16" if backend.dtype == torch.bfloat16 else "fp32"
         config = TrainConfig(name="bench", batch_size=batch, grad_accum=1, dropout=0.0, precision=precision, overwrite=True)
         result = train_lora(backend, examples, config, Path(folder) / "adapters", progress=progress)
@@ -202,7 +206,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda[:n]")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], help="default: bfloat16 on cuda, float32 on cpu")
     parser.add_argument("--batches", default="1,8,32", help="comma-separated batch sizes for scoring and generation")
-    parser.add_argument("--clip-seconds", type=float, default=10.0, help="length of each request's clip")
+    parser.add_argument("--clip-seconds", type=float, default=10.0, help="length of each request's clip; 0: no audio")
     parser.add_argument("--new-tokens", type=int, default=64, help="tokens generated per request")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per figure (the best counts), after a warm-up")
     parser.add_argument("--lora-batch", type=int, default=8, help="examples in the timed LoRA step")
@@ -214,8 +218,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--batches takes comma-separated integers, got {args.batches!r}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible to torch")
-    if args.new_tokens < 2 or min(args.batches) < 1 or args.repeats < 1 or args.lora_batch < 1:
-        parser.error("--new-tokens must be at least 2, batches, --repeats and --lora-batch at least 1")
+    if args.new_tokens < 2 or min(args.batches) < 1 or args.repeats < 1 or args.lora_batch < 1 or args.clip_seconds < 0:
+        parser.error("--new-tokens must be at least 2, batches, --repeats and --lora-batch at least 1, --clip-seconds at least 0")
     return args
 
 
