@@ -236,8 +236,8 @@ class Qwen2AudioBackend(Backend):
         logits = self.hf(input_ids=cont, attention_mask=attention, position_ids=positions, past_key_values=cache).logits  # (C, L, V)
         # token t of a choice is predicted at position t-1; token 0 by the prompt's last position
         pred = torch.cat([first, logits[:, :-1].to(first.device)], dim=1).float()  # (C, L, V)
-        # log-softmax of the picked token only: a full (C, L, V) log_softmax would double the memory at 150k vocab
         cont, mask = cont.to(pred.device), mask.to(pred.device)  # the head's device, under a device_map
+        # log-softmax of the picked token only: a full (C, L, V) log_softmax would double the memory at 150k vocab
         token_lp = (pred.gather(-1, cont.unsqueeze(-1)).squeeze(-1) - pred.logsumexp(-1)) * mask  # (C, L)
         means = (token_lp.sum(1) / mask.sum(1)).tolist()
         scores: list[list[float]] = [[] for _ in requests]
