@@ -207,7 +207,8 @@ def test_long_clip_is_cut_and_flagged(backend):
     assert "audio_cut" not in backend.generate([Request(QUESTION, tone(), Decoding(max_new_tokens=2))])[0].meta
 
 
-def test_lora_targets_only_the_language_model(tiny_path, tmp_path):
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lora_targets_only_the_language_model(tiny_path, tmp_path, dtype):
     from peft import LoraConfig, get_peft_model
     from transformers import Qwen2AudioForConditionalGeneration
 
@@ -226,7 +227,7 @@ def test_lora_targets_only_the_language_model(tiny_path, tmp_path):
                 param.copy_(torch.randn(param.shape, generator=gen))
     peft_model.save_pretrained(tmp_path / "perturbed")
 
-    backend = Qwen2AudioBackend(str(tiny_path))
+    backend = Qwen2AudioBackend(str(tiny_path), dtype=dtype)  # a float32 adapter on either base, as on a GPU
     requests = [Request(QUESTION, tone(seconds=1.0), GREEDY), Request(QUESTION, None, GREEDY)]
     plain = [g.text for g in backend.generate(requests)]
     backend.load_adapter(str(tmp_path / "perturbed"), "perturbed")
@@ -240,7 +241,7 @@ def test_lora_targets_only_the_language_model(tiny_path, tmp_path):
     with pytest.raises(KeyError, match="unknown adapter 'missing'"):
         backend.set_adapter("missing")
 
-    preloaded = Qwen2AudioBackend(str(tiny_path), adapter=str(tmp_path / "perturbed"))
+    preloaded = Qwen2AudioBackend(str(tiny_path), dtype=dtype, adapter=str(tmp_path / "perturbed"))
     assert preloaded.adapter == "perturbed"
     assert [g.text for g in preloaded.generate(requests)] == adapted
 
