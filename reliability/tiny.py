@@ -12,9 +12,27 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from reliability.errors import UnknownNameError
+
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>")
 VOCAB_SIZE = 400  # bytes (256) + merges + special tokens: enough to make English words multi-byte tokens
 MARKER = "tiny.json"  # written last, holds the build settings: a folder without it is a crashed build
+
+# Model shapes by name: (language model, audio encoder) settings. "7b" is Qwen2-Audio-7B-Instruct's, for
+# benchmarks with random weights (8.4 B parameters); "tiny" is the 2-layer model the tests run.
+SHAPES = {
+    "tiny": (
+        dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2),
+        dict(d_model=32, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=64),
+    ),
+    "7b": (
+        dict(
+            vocab_size=156032, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+            num_key_value_heads=32, max_position_embeddings=8192, rms_norm_eps=1e-5,
+        ),
+        dict(d_model=1280, encoder_layers=32, encoder_attention_heads=20, encoder_ffn_dim=5120),
+    ),
+}
 
 # The real Qwen2-Audio-7B-Instruct template: a default system turn, and each audio content item
 # rendered as "Audio N: <|audio_bos|><|AUDIO|><|audio_eos|>\n" before the turn's text.
@@ -104,32 +122,9 @@ def build_model(tokenizer, seed: int = 0, std: float | None = 0.3):
     transformers' init.
     """
     import torch
-    from transformers import GenerationConfig, Qwen2AudioConfig, Qwen2AudioForConditionalGeneration
+    from transformers import Qwen2AudioForConditionalGeneration
 
-    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
-    text_config = {
-        "model_type": "qwen2",
-        "vocab_size": len(tokenizer),
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 2048,
-        "bos_token_id": ids["<|endoftext|>"],
-        "eos_token_id": ids["<|im_end|>"],
-        "pad_token_id": ids["<|endoftext|>"],
-    }
-    audio_config = {
-        "model_type": "qwen2_audio_encoder",
-        "num_mel_bins": 128,
-        "d_model": 32,
-        "encoder_layers": 2,
-        "encoder_attention_heads": 4,
-        "encoder_ffn_dim": 64,
-        "max_source_positions": 1500,  # the encoder insists on 3000 mel frames (30 s); cannot shrink
-    }
-    config = Qwen2AudioConfig(audio_config=audio_config, text_config=text_config, audio_token_index=ids["<|AUDIO|>"])
+    config = model_config(tokenizer, "tiny")
     torch.manual_seed(seed)
     model = Qwen2AudioForConditionalGeneration(config).eval()
     if std is not None:
@@ -139,13 +134,45 @@ def build_model(tokenizer, seed: int = 0, std: float | None = 0.3):
                 # norms stay at 1 and biases at 0; the frozen sinusoidal positions are not trainable
                 if param.requires_grad and param.dim() >= 2:
                     param.copy_(torch.randn(param.shape, generator=gen) * std)
-    # as in the real Instruct checkpoint: a turn ends at <|im_end|>, a document at <|endoftext|>
-    model.generation_config = GenerationConfig(
-        eos_token_id=[ids["<|endoftext|>"], ids["<|im_end|>"]],
-        pad_token_id=ids["<|endoftext|>"],
-        bos_token_id=ids["<|endoftext|>"],
-    )
+    model.generation_config = generation_config(tokenizer)
     return model
+
+
+def model_config(tokenizer, shape: str = "tiny"):
+    """A Qwen2AudioConfig of a named shape (see SHAPES) whose special token ids are the tokenizer's.
+
+    A larger vocabulary than the tokenizer's is fine: the extra rows are never read.
+    """
+    from transformers import Qwen2AudioConfig
+
+    if shape not in SHAPES:
+        raise UnknownNameError("model shape", shape, list(SHAPES))
+    text, audio = SHAPES[shape]
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
+    text_config = {
+        "model_type": "qwen2",
+        "vocab_size": len(tokenizer),
+        "max_position_embeddings": 2048,
+        **text,
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+    }
+    audio_config = {
+        "model_type": "qwen2_audio_encoder",
+        "num_mel_bins": 128,
+        **audio,
+        "max_source_positions": 1500,  # the encoder insists on 3000 mel frames (30 s); cannot shrink
+    }
+    return Qwen2AudioConfig(audio_config=audio_config, text_config=text_config, audio_token_index=ids["<|AUDIO|>"])
+
+
+def generation_config(tokenizer):
+    """As in the real Instruct checkpoint: a turn ends at <|im_end|>, a document at <|endoftext|>."""
+    from transformers import GenerationConfig
+
+    end, turn = tokenizer.convert_tokens_to_ids("<|endoftext|>"), tokenizer.convert_tokens_to_ids("<|im_end|>")
+    return GenerationConfig(eos_token_id=[end, turn], pad_token_id=end, bos_token_id=end)
 
 
 def save_tiny_qwen2_audio(path: str | os.PathLike, seed: int = 0, std: float | None = 0.3) -> Path:

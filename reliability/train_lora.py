@@ -359,6 +359,7 @@ def _attach(holder, name: str, peft_config):
     for training and unwrapped after, leaving the very same modules it had.
     """
     from peft import PeftModel, get_peft_model
+    from peft.tuners.tuners_utils import cast_adapter_dtype
 
     if isinstance(holder, PeftModel):
         holder.add_adapter(name, peft_config)
@@ -366,6 +367,9 @@ def _attach(holder, name: str, peft_config):
         return holder, lambda: _quietly(holder.delete_adapter, name)
     if getattr(holder, "_hf_peft_config_loaded", False):
         _quietly(holder.add_adapter, peft_config, adapter_name=name)
+        # PEFT's own paths keep LoRA weights in float32 on a bfloat16 base; transformers' add_adapter makes
+        # them bfloat16, where AdamW's small updates would round away
+        cast_adapter_dtype(holder, name)
         holder.enable_adapters()  # the backend may have switched adapters off for a baseline call
         holder.set_adapter(name)
         return holder, lambda: _quietly(holder.delete_adapter, name)

@@ -176,3 +176,21 @@ def test_k_outside_one_to_n_is_refused(backend):
     records = sample_items(backend, make_items(1), SamplingConfig(condition="none")).records
     with pytest.raises(ValueError, match="between 1 and N=5"):
         kn_dataset(records, 6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_sampling_on_the_tiny_qwen2_audio_is_reproducible(dtype, tmp_path):
+    """The real sampling path in the CPU and the GPU dtype: N texts per item with the clip, the same again for the same seed."""
+    pytest.importorskip("transformers")
+    from reliability.backends.qwen2_audio import Qwen2AudioBackend
+    from reliability.tiny import tiny_qwen2_audio
+
+    backend = Qwen2AudioBackend(str(tiny_qwen2_audio(tmp_path / "tiny")), dtype=dtype)
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, tone(seconds=0.5), SAMPLE_RATE)
+    config = SamplingConfig(n=3, max_new_tokens=4, batch_size=2)
+    first = sample_items(backend, make_items(2, str(wav)), config).records
+    assert [len(r.texts) for r in first] == [3, 3]
+    assert any(len(set(r.texts)) > 1 for r in first), "sampled answers vary"
+    again = sample_items(backend, make_items(2, str(wav)), config).records
+    assert [r.texts for r in again] == [r.texts for r in first], "the same seed draws the same dataset"

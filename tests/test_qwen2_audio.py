@@ -1,4 +1,4 @@
-"""The Qwen2-Audio backend on a tiny random model: audio arrives, batching is exact, options score, LoRA switches."""
+"""The Qwen2-Audio backend on a tiny random model, in float32 and bfloat16: audio arrives, batching holds, options score, LoRA switches."""
 from __future__ import annotations
 
 import math
@@ -19,6 +19,11 @@ from tests.conftest import tone  # noqa: E402
 
 GREEDY = Decoding(max_new_tokens=8)
 QUESTION = [{"role": "user", "content": "What is the main sound in the audio?"}]
+DTYPES = ("float32", "bfloat16")  # the CPU default and the GPU default
+# log-probabilities from two computations of the same value (cached vs full forward, batched vs alone)
+# agree to the dtype's rounding: bfloat16 keeps 8 significant bits, so a logit near 10 carries ~0.04 of error
+TOLERANCE = {"float32": 1e-4, "bfloat16": 0.1}
+CHOICES = ("a dog barking", "music", "rain is falling on the roof")
 
 
 def noise(seconds: float, seed: int) -> np.ndarray:
@@ -30,9 +35,13 @@ def tiny_path(tmp_path_factory):
     return tiny_qwen2_audio(tmp_path_factory.mktemp("tiny-qwen2-audio"))
 
 
-@pytest.fixture(scope="session")
-def backend(tiny_path):
-    return Qwen2AudioBackend(str(tiny_path), batch_size=8)
+@pytest.fixture(scope="session", params=DTYPES)
+def backend(tiny_path, request):
+    return Qwen2AudioBackend(str(tiny_path), dtype=request.param, batch_size=8)
+
+
+def tolerance(backend) -> float:
+    return TOLERANCE[str(backend.dtype).removeprefix("torch.")]
 
 
 def last_logits(backend, request) -> torch.Tensor:
@@ -46,6 +55,7 @@ def test_audio_reaches_the_model(backend):
     audio_id = backend.hf.config.audio_token_id
     assert int((inputs["input_ids"] == audio_id).sum()) == 75, "3 s of audio is 75 <|AUDIO|> tokens"
     assert inputs["input_features"].shape == (1, 128, 3000)
+    assert inputs["input_features"].dtype == backend.hf.dtype == backend.dtype, "features follow the model's dtype"
     assert inputs["input_features"].abs().sum() > 0
     with_tone = last_logits(backend, Request(QUESTION, tone(seconds=3.0)))
     with_noise = last_logits(backend, Request(QUESTION, noise(3.0, seed=0)))
@@ -75,20 +85,57 @@ def test_audio_opens_the_first_user_turn(backend):
     assert text.endswith("<|im_start|>assistant\n")
 
 
+def greedy_steps(backend, requests, monkeypatch) -> list[tuple[list[int], torch.Tensor]]:
+    """The backend's own greedy run over `requests` (its batching, padding and settings), recording each
+    row's new token ids and the logits of every step: [(ids, (steps, V))], one per request."""
+    rows = []
+    original = backend.hf.generate
+
+    def recording(**kwargs):
+        out = original(**kwargs, output_scores=True, return_dict_in_generate=True)
+        new = out.sequences[:, kwargs["input_ids"].shape[1] :]  # (batch, steps)
+        scores = torch.stack(out.scores, dim=1).float()  # (batch, steps, V)
+        rows.extend((new[r].tolist(), scores[r]) for r in range(len(new)))
+        return out.sequences
+
+    with monkeypatch.context() as patch:
+        patch.setattr(backend.hf, "generate", recording)
+        backend.generate(requests)
+    return rows
+
+
+LONGER = Decoding(max_new_tokens=24)
+GREEDY_REQUESTS = [
+    Request(QUESTION, tone(seconds=1.0), LONGER),
+    Request([{"role": "user", "content": "Which instrument is playing? Answer with one word."}], None, LONGER),
+    Request([{"role": "user", "content": "Describe the music."}], noise(2.5, seed=1), LONGER),
+    Request(QUESTION, None, LONGER),
+    Request([{"role": "user", "content": "Classify the audio as speech, sound or music."}], tone(220.0, seconds=0.5), LONGER),
+]
+
+
 def test_batched_greedy_equals_one_by_one(backend, monkeypatch):
-    requests = [
-        Request(QUESTION, tone(seconds=1.0)),
-        Request([{"role": "user", "content": "Which instrument is playing? Answer with one word."}], None),
-        Request([{"role": "user", "content": "Describe the music."}], noise(2.5, seed=1)),
-        Request(QUESTION, None),
-        Request([{"role": "user", "content": "Classify the audio as speech, sound or music."}], tone(220.0, seconds=0.5)),
-    ]
-    batched = [g.texts for g in backend.generate(requests)]
-    alone = [backend.generate([r])[0].texts for r in requests]
-    assert batched == alone
-    assert len({t[0] for t in batched}) > 1, f"all replies equal, the check would be vacuous: {batched}"
-    monkeypatch.setattr(backend, "batch_size", 2)
-    assert [g.texts for g in backend.generate(requests)] == alone
+    """Batched and one-at-a-time greedy decoding pick the same token at every step up to the first near-tie.
+
+    Padding a row changes the shapes of its matmuls and so where they round. In float32 that is far
+    below any gap between the two best logits, and the tokens are equal. bfloat16 rounds logits to 8
+    significant bits, so exact ties occur within a few dozen tokens of the tiny model; a tie may break
+    the other way in a batch, and the continuation then legitimately differs. What must hold in both:
+    where a batched row first parts from the row run alone, the lone run rated the batched pick within
+    the dtype's rounding of its own pick.
+    """
+    alone = [greedy_steps(backend, [r], monkeypatch)[0] for r in GREEDY_REQUESTS]
+    texts = [backend.processor.tokenizer.decode(ids, skip_special_tokens=True) for ids, _ in alone]
+    assert len(set(texts)) > 1, f"all replies equal, the check would be vacuous: {texts}"
+    for batch_size in (8, 2):
+        monkeypatch.setattr(backend, "batch_size", batch_size)
+        batched = greedy_steps(backend, GREEDY_REQUESTS, monkeypatch)
+        for (mine, _), (ids, logits) in zip(batched, alone):
+            step = next((t for t, (a, b) in enumerate(zip(ids, mine)) if a != b), None)
+            if step is None:
+                continue  # the batched row continues past the lone row's end only with padding
+            gap = float(logits[step, ids[step]] - logits[step, mine[step]])
+            assert gap <= tolerance(backend), f"batch {batch_size}: step {step} picked token {mine[step]}, {gap:.3f} below the best"
 
 
 def test_audio_changes_generation(backend):
@@ -112,30 +159,44 @@ def test_sampling_returns_num_samples_texts(backend):
 
 
 def test_option_logprobs_match_a_full_forward(backend):
-    choices = ("a dog barking", "music", "rain is falling on the roof")
-    request = Request(QUESTION, tone(seconds=1.5), GREEDY, choices)
+    request = Request(QUESTION, tone(seconds=1.5), GREEDY, CHOICES)
     scores = backend.generate([request])[0].option_logprobs
-    assert len(scores) == len(choices) and all(math.isfinite(s) and s < 0 for s in scores), scores
+    assert len(scores) == len(CHOICES) and all(math.isfinite(s) and s < 0 for s in scores), scores
     # reference: the prompt and each choice in one sequence, without the shared cache
     inputs, _ = backend.encode([request])
-    for choice, score in zip(choices, scores):
-        ids = backend.processor.tokenizer(choice, add_special_tokens=False)["input_ids"]
-        full = torch.cat([inputs["input_ids"], torch.tensor([ids])], dim=1)  # (1, P+L)
+    device = inputs["input_ids"].device
+    for choice, score in zip(CHOICES, scores):
+        ids = torch.tensor(backend.processor.tokenizer(choice, add_special_tokens=False)["input_ids"], device=device)  # (L,)
+        full = torch.cat([inputs["input_ids"], ids[None]], dim=1)  # (1, P+L)
         features = {k: inputs[k] for k in ("input_features", "feature_attention_mask")}
         with torch.inference_mode():
             logits = backend.hf(input_ids=full, attention_mask=torch.ones_like(full), **features).logits  # (1, P+L, V)
-        lp = logits[0, -len(ids) - 1 : -1].log_softmax(-1).gather(-1, torch.tensor(ids)[:, None])  # (L, 1)
-        assert score == pytest.approx(lp.mean().item(), abs=1e-4)
-    other = backend.generate([Request(QUESTION, noise(1.5, seed=3), GREEDY, choices)])[0].option_logprobs
+        lp = logits[0, -len(ids) - 1 : -1].float().log_softmax(-1).gather(-1, ids[:, None])  # (L, 1)
+        assert score == pytest.approx(lp.mean().item(), abs=tolerance(backend))
+    other = backend.generate([Request(QUESTION, noise(1.5, seed=3), GREEDY, CHOICES)])[0].option_logprobs
     assert other != scores, "option scores must depend on the clip"
 
 
-def test_bfloat16_runs_audio_generation_and_scoring(tiny_path):
-    """The GPU default dtype, checked on CPU: features and cache must follow the model's dtype."""
-    bf16 = Qwen2AudioBackend(str(tiny_path), dtype="bfloat16")
-    assert bf16.hf.dtype == torch.bfloat16
-    gen = bf16.generate([Request(QUESTION, tone(), Decoding(max_new_tokens=4), ("a dog", "music"))])[0]
-    assert all(math.isfinite(s) for s in gen.option_logprobs), gen.option_logprobs
+def test_batched_option_scores_equal_one_by_one(backend, monkeypatch):
+    # clips and no clips, and different numbers of choices, in one batch: every row pads differently
+    one = Decoding(max_new_tokens=1)  # the scores are under test, not the text
+    requests = [
+        Request(QUESTION, tone(seconds=1.0), one, CHOICES),
+        Request([{"role": "user", "content": "Which instrument is playing?"}], None, one, ("piano", "guitar")),
+        Request([{"role": "user", "content": "Describe the music."}], noise(2.5, seed=1), one, (*CHOICES, "I don't know")),
+        Request(QUESTION, None, one, CHOICES),
+        Request([{"role": "user", "content": "Classify the audio."}], tone(220.0, seconds=0.5), one, ("speech", "sound", "music")),
+    ]
+    alone = [backend.generate([r])[0].option_logprobs for r in requests]
+    calls = []
+    score = backend._option_logprobs
+    monkeypatch.setattr(backend, "_option_logprobs", lambda batch: calls.append(len(batch)) or score(batch))
+    batched = [g.option_logprobs for g in backend.generate(requests)]
+    assert calls == [len(requests)], "one scoring pass for the whole batch"
+    for mine, reference in zip(batched, alone):
+        assert mine == pytest.approx(reference, abs=tolerance(backend))
+        assert int(np.argmax(mine)) == int(np.argmax(reference)), "the chosen option is the same"
+    assert len({int(np.argmax(s)) for s in alone}) > 1, f"every request picks the same option, the check would be vacuous: {alone}"
 
 
 def test_long_clip_is_cut_and_flagged(backend):
@@ -146,7 +207,8 @@ def test_long_clip_is_cut_and_flagged(backend):
     assert "audio_cut" not in backend.generate([Request(QUESTION, tone(), Decoding(max_new_tokens=2))])[0].meta
 
 
-def test_lora_targets_only_the_language_model(tiny_path, tmp_path):
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lora_targets_only_the_language_model(tiny_path, tmp_path, dtype):
     from peft import LoraConfig, get_peft_model
     from transformers import Qwen2AudioForConditionalGeneration
 
@@ -165,7 +227,7 @@ def test_lora_targets_only_the_language_model(tiny_path, tmp_path):
                 param.copy_(torch.randn(param.shape, generator=gen))
     peft_model.save_pretrained(tmp_path / "perturbed")
 
-    backend = Qwen2AudioBackend(str(tiny_path))
+    backend = Qwen2AudioBackend(str(tiny_path), dtype=dtype)  # a float32 adapter on either base, as on a GPU
     requests = [Request(QUESTION, tone(seconds=1.0), GREEDY), Request(QUESTION, None, GREEDY)]
     plain = [g.text for g in backend.generate(requests)]
     backend.load_adapter(str(tmp_path / "perturbed"), "perturbed")
@@ -179,7 +241,7 @@ def test_lora_targets_only_the_language_model(tiny_path, tmp_path):
     with pytest.raises(KeyError, match="unknown adapter 'missing'"):
         backend.set_adapter("missing")
 
-    preloaded = Qwen2AudioBackend(str(tiny_path), adapter=str(tmp_path / "perturbed"))
+    preloaded = Qwen2AudioBackend(str(tiny_path), dtype=dtype, adapter=str(tmp_path / "perturbed"))
     assert preloaded.adapter == "perturbed"
     assert [g.text for g in preloaded.generate(requests)] == adapted
 

@@ -1,4 +1,4 @@
-"""LoRA SFT on the tiny Qwen2-Audio and on the cascade's text-model path: targets, prompt, loss, saving, switching."""
+"""LoRA SFT on the tiny Qwen2-Audio (float32 and bfloat16) and on the cascade's text-model path: targets, prompt, loss, saving, switching."""
 from __future__ import annotations
 
 import json
@@ -24,8 +24,11 @@ from reliability.types import Decoding, Item, Request  # noqa: E402
 from tests.conftest import tone  # noqa: E402
 
 GREEDY = Decoding(max_new_tokens=6)
-# tiny models move visibly in one step; float32 keeps them deterministic (bf16 is tested on its own)
+# tiny models move visibly in one step; no autocast, so each model computes in its own dtype (autocast is tested on its own)
 FAST = dict(dropout=0.0, learning_rate=2e-2, batch_size=1, grad_accum=1, precision="fp32")
+DTYPES = ("float32", "bfloat16")  # the CPU default and the GPU default of the Qwen2-Audio backend
+# the same logits from two models built alike: float32 agrees to rounding, bfloat16 to its 8 significant bits
+ATOL = {"float32": 1e-5, "bfloat16": 0.1}
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +39,31 @@ def clip_path(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def qwen(tmp_path_factory):
-    from reliability.backends.qwen2_audio import Qwen2AudioBackend
+def tiny_path(tmp_path_factory):
     from reliability.tiny import tiny_qwen2_audio
 
-    return Qwen2AudioBackend(str(tiny_qwen2_audio(tmp_path_factory.mktemp("tiny"))))
+    return tiny_qwen2_audio(tmp_path_factory.mktemp("tiny"))
+
+
+def qwen2_audio(tiny_path, dtype: str):
+    from reliability.backends.qwen2_audio import Qwen2AudioBackend
+
+    return Qwen2AudioBackend(str(tiny_path), dtype=dtype)
+
+
+@pytest.fixture(scope="module")
+def qwen_float32(tiny_path):
+    return qwen2_audio(tiny_path, "float32")
+
+
+@pytest.fixture(scope="module")
+def qwen_bfloat16(tiny_path):
+    return qwen2_audio(tiny_path, "bfloat16")
+
+
+@pytest.fixture(params=DTYPES)
+def qwen(request):
+    return request.getfixturevalue(f"qwen_{request.param}")
 
 
 def tiny_cascade():
@@ -75,7 +98,14 @@ def cascade():
     return tiny_cascade()
 
 
-@pytest.fixture(params=["qwen", "cascade"])
+@pytest.fixture(scope="module")
+def cascade_bfloat16():
+    backend = tiny_cascade()
+    backend.text_model.to(torch.bfloat16)
+    return backend
+
+
+@pytest.fixture(params=["qwen_float32", "qwen_bfloat16", "cascade"])
 def backend(request):
     return request.getfixturevalue(request.param)
 
@@ -210,7 +240,8 @@ def test_the_saved_adapter_is_standard_peft(qwen, clip_path, tmp_path):
     from transformers import Qwen2AudioForConditionalGeneration
 
     result = train_lora(qwen, examples(clip_path), TrainConfig(name="std", **FAST), tmp_path)
-    fresh = PeftModel.from_pretrained(Qwen2AudioForConditionalGeneration.from_pretrained(qwen.model_id), result.path).eval()
+    base = Qwen2AudioForConditionalGeneration.from_pretrained(qwen.model_id, dtype=qwen.dtype).to(qwen.device)
+    fresh = PeftModel.from_pretrained(base, result.path).eval()
     ensure_loaded(qwen, ["std"], tmp_path)
     qwen.set_adapter("std")
     request = request_for(examples(clip_path, n=1)[0])
@@ -219,7 +250,7 @@ def test_the_saved_adapter_is_standard_peft(qwen, clip_path, tmp_path):
         expected = qwen.model(**inputs).logits
     qwen.set_adapter(None)
     with torch.inference_mode():
-        assert torch.allclose(fresh(**inputs).logits, expected, atol=1e-5)
+        assert torch.allclose(fresh(**inputs).logits, expected, atol=ATOL[str(qwen.dtype).removeprefix("torch.")])
     assert not any("audio_tower" in n and "lora_" in n for n, _ in fresh.named_parameters())
 
 
@@ -237,6 +268,25 @@ def test_a_second_adapter_trains_beside_a_loaded_one(backend, clip_path, tmp_pat
     _, first_logits_after = answer(backend, clip_path)
     backend.set_adapter(None)
     assert torch.allclose(first_logits_before, first_logits_after), "training another adapter left this one as it was"
+
+
+@pytest.mark.parametrize("name", ["qwen_bfloat16", "cascade_bfloat16"])
+def test_lora_weights_train_in_float32_on_a_bfloat16_base(name, request, clip_path, tmp_path):
+    """AdamW's updates are far below a bfloat16 weight's rounding step: the adapter must learn in float32,
+    also when it is added beside an adapter already loaded (each backend holds loaded adapters its own way)."""
+    backend = request.getfixturevalue(name)
+    train_lora(backend, examples(clip_path), TrainConfig(name="first16", **FAST), tmp_path)
+    ensure_loaded(backend, ["first16"], tmp_path)
+    trainee = trainee_for(backend)
+    seen = []
+
+    def during(step, total, message):
+        seen.extend(p.dtype for n, p in trainee.base.named_parameters() if p.requires_grad)
+
+    result = train_lora(backend, examples(clip_path), TrainConfig(name="second16", **FAST), tmp_path, progress=during)
+    assert seen and set(seen) == {torch.float32}, set(seen)
+    assert trainee.base.get_input_embeddings().weight.dtype == torch.bfloat16, "the base stays in bfloat16"
+    assert np.isfinite(result.losses).all(), result.losses
 
 
 def test_training_is_seeded(cascade, clip_path, tmp_path):

@@ -74,34 +74,58 @@ class Qwen2AudioBackend(Backend):
             raise BackendError(f"qwen2-audio: cannot load {model_id!r} ({type(exc).__name__}: {_first_line(exc)})") from exc
         if device_map is None:
             hf.to(self.device)
-        # generate continues each row from its last position, so prompts must end flush right
-        self.processor.tokenizer.padding_side = "left"
-        self.hf = hf.eval()  # the transformers model; LoRA layers are injected into it in place
-        self.model = self.hf
-        self.adapters: dict[str, str] = {}  # name -> folder
+        self._adopt(hf)
         if adapter is not None:
             name = Path(adapter).name
             self.load_adapter(adapter, name)
             self.set_adapter(name)
 
+    @classmethod
+    def from_model(cls, hf, processor, model_id: str = "in-memory", batch_size: int = 8) -> "Qwen2AudioBackend":
+        """A backend around a model already built in memory (e.g. random weights of a real shape, for
+        benchmarks); device and dtype are the model's own."""
+        backend = cls.__new__(cls)
+        Backend.__init__(backend, model_id)
+        backend.device, backend.dtype, backend.batch_size = str(hf.device), hf.dtype, batch_size
+        backend.processor = processor
+        backend._adopt(hf)
+        return backend
+
+    def _adopt(self, hf) -> None:
+        # generate continues each row from its last position, so prompts must end flush right
+        self.processor.tokenizer.padding_side = "left"
+        self.hf = hf.eval()  # the transformers model; LoRA layers are injected into it in place
+        self.model = self.hf
+        self.adapters: dict[str, str] = {}  # name -> folder
+
     # --- generation ---------------------------------------------------------------------------
 
     def generate(self, requests: list[Request]) -> list[Generation]:
-        """Answer each request; requests sharing decoding settings are batched together."""
+        """Answer each request; requests sharing decoding settings are batched together, and so is option scoring."""
         out: list[Generation | None] = [None] * len(requests)
         groups: dict[Decoding, list[int]] = {}
         for i, request in enumerate(requests):
             groups.setdefault(request.decoding, []).append(i)
         with torch.inference_mode(), self._adapter_scope():
             for decoding, indices in groups.items():
-                for start in range(0, len(indices), self.batch_size):
-                    chunk = indices[start : start + self.batch_size]
+                for chunk in self._chunks(indices):
                     for i, gen in zip(chunk, self._generate_batch([requests[i] for i in chunk], decoding)):
                         out[i] = gen
-            for i, request in enumerate(requests):
-                if request.choices:
-                    out[i].option_logprobs = self._option_logprobs(request)
+        scored = [i for i, request in enumerate(requests) if request.choices]
+        for i, scores in zip(scored, self.score_options([requests[i] for i in scored])):
+            out[i].option_logprobs = scores
         return out
+
+    def score_options(self, requests: list[Request]) -> list[list[float]]:
+        """Every request's choices scored (see the class docstring), `batch_size` requests per forward."""
+        scores: list[list[float]] = []
+        with torch.inference_mode(), self._adapter_scope():
+            for chunk in self._chunks(list(range(len(requests)))):
+                scores.extend(self._option_logprobs([requests[i] for i in chunk]))
+        return scores
+
+    def _chunks(self, indices: list[int]) -> list[list[int]]:
+        return [indices[start : start + self.batch_size] for start in range(0, len(indices), self.batch_size)]
 
     def _generate_batch(self, requests: list[Request], decoding: Decoding) -> list[Generation]:
         inputs, metas = self.encode(requests)
@@ -175,34 +199,51 @@ class Qwen2AudioBackend(Backend):
 
     # --- option scoring -----------------------------------------------------------------------
 
-    def _option_logprobs(self, request: Request) -> list[float]:
-        """Mean log-probability of each choice's tokens as the reply (end-of-turn not scored).
+    def _option_logprobs(self, requests: list[Request]) -> list[list[float]]:
+        """Each request's choices scored: the mean log-probability of the choice's tokens as the reply (end-of-turn not scored).
 
-        The prompt and clip are encoded once; their cache serves one batched forward over all choices.
+        The batch's prompts and clips are encoded in one left-padded prefill; then one forward runs every
+        choice of every request, each row continuing a copy of its own prompt's cache, choices right-padded.
         """
         tokenizer = self.processor.tokenizer
-        choice_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in request.choices]
-        if any(not ids for ids in choice_ids):
-            raise BackendError(f"qwen2-audio: an option has no tokens: {list(request.choices)}")
-        inputs, _ = self.encode([request])
-        prefix = self.hf.model(**inputs, use_cache=True)  # last_hidden_state (1, P, H)
-        head = self.hf.get_output_embeddings()
-        first = head(prefix.last_hidden_state[:, -1:])  # (1, 1, V): predicts each choice's first token
-        n, width = len(choice_ids), max(len(ids) for ids in choice_ids)
-        device = first.device
-        cont = torch.full((n, width), tokenizer.pad_token_id, dtype=torch.long, device=device)  # (C, L)
-        mask = torch.zeros((n, width), dtype=torch.long, device=device)  # (C, L), right-padded
-        for row, ids in enumerate(choice_ids):
-            cont[row, : len(ids)] = torch.tensor(ids, device=device)
-            mask[row, : len(ids)] = 1
+        rows: list[tuple[int, list[int]]] = []  # (request index, choice token ids), in request then choice order
+        for i, request in enumerate(requests):
+            for choice in request.choices:
+                ids = tokenizer(choice, add_special_tokens=False)["input_ids"]
+                if not ids:
+                    raise BackendError(f"qwen2-audio: an option has no tokens: {list(request.choices)}")
+                rows.append((i, ids))
+        inputs, _ = self.encode(requests)
+        prompt_mask = inputs["attention_mask"]  # (B, P), left-padded
+        device = prompt_mask.device
+        prefix = self.hf.model(**inputs, position_ids=_positions(prompt_mask), use_cache=True)  # last_hidden_state (B, P, H)
+        # built on the host and moved once: one copy per batch, not one per choice
+        width = max(len(ids) for _, ids in rows)
+        cont = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)  # (C, L), right-padded
+        mask = torch.zeros((len(rows), width), dtype=torch.long)  # (C, L)
+        for r, (_, ids) in enumerate(rows):
+            cont[r, : len(ids)] = torch.tensor(ids)
+            mask[r, : len(ids)] = 1
+        # (C,): the request each row continues; a host index selects on any device, and a device_map may
+        # spread the cache's layers over several
+        owner = torch.tensor([i for i, _ in rows])
+        cont, mask = cont.to(device), mask.to(device)
+        first = self.hf.get_output_embeddings()(prefix.last_hidden_state[owner, -1:])  # (C, 1, V): predicts token 0
         cache = prefix.past_key_values
-        cache.batch_repeat_interleave(n)
-        attention = torch.cat([inputs["attention_mask"].expand(n, -1).to(device), mask], dim=1)  # (C, P+L)
-        logits = self.hf(input_ids=cont, attention_mask=attention, past_key_values=cache).logits  # (C, L, V)
+        cache.batch_select_indices(owner)
+        attention = torch.cat([prompt_mask[owner], mask], dim=1)  # (C, P+L)
+        positions = _positions(attention)[:, -width:]  # (C, L): each row goes on from its own prompt's end
+        logits = self.hf(input_ids=cont, attention_mask=attention, position_ids=positions, past_key_values=cache).logits  # (C, L, V)
         # token t of a choice is predicted at position t-1; token 0 by the prompt's last position
-        pred = torch.cat([first.expand(n, 1, -1), logits[:, :-1].to(device)], dim=1).float()  # (C, L, V)
-        token_lp = pred.log_softmax(-1).gather(-1, cont.unsqueeze(-1)).squeeze(-1) * mask  # (C, L)
-        return (token_lp.sum(1) / mask.sum(1)).tolist()
+        pred = torch.cat([first, logits[:, :-1].to(first.device)], dim=1).float()  # (C, L, V)
+        cont, mask = cont.to(pred.device), mask.to(pred.device)  # the head's device, under a device_map
+        # log-softmax of the picked token only: a full (C, L, V) log_softmax would double the memory at 150k vocab
+        token_lp = (pred.gather(-1, cont.unsqueeze(-1)).squeeze(-1) - pred.logsumexp(-1)) * mask  # (C, L)
+        means = (token_lp.sum(1) / mask.sum(1)).tolist()
+        scores: list[list[float]] = [[] for _ in requests]
+        for (i, _), value in zip(rows, means):
+            scores[i].append(value)
+        return scores
 
     # --- adapters -----------------------------------------------------------------------------
 
@@ -283,6 +324,11 @@ def _looks_local(model_id: str) -> bool:
     return (
         os.path.isabs(model_id) or model_id.startswith((".", "~")) or model_id.count("/") > 1 or os.path.exists(model_id)
     )
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids of a left-padded batch, counted from each row's first real token (as generate does)."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def _first_line(exc: Exception) -> str:
