@@ -94,6 +94,14 @@ def stored_items(
     return [_stored_item(row) for row in db.query(f"SELECT * FROM items {where} ORDER BY rowid{limit_sql}", params)]
 
 
+def get_item(db: sqlite_utils.Database, dataset: str, item_id: str) -> Item:
+    """One item by dataset and id."""
+    row = next(iter(db.query("SELECT * FROM items WHERE dataset = ? AND id = ?", [dataset, item_id])), None)
+    if row is None:
+        raise StoreError(f"no item {item_id!r} in dataset {dataset!r}")
+    return _stored_item(row).item
+
+
 def modalities(db: sqlite_utils.Database, dataset: str) -> dict[str, str]:
     """Item id -> modality for a dataset."""
     return {r["id"]: r["modality"] for r in db.query("SELECT id, modality FROM items WHERE dataset = ?", [dataset])}
