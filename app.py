@@ -223,9 +223,9 @@ def build_demo(lab: Lab) -> gr.Blocks:
             with gr.Tab("Annotate", id="annotate", elem_id="lab-annotate") as annotate_tab:
                 with gr.Row():
                     annotator = gr.Textbox(label="Your name", placeholder="e.g. ana", scale=2, elem_id="lab-annotator")
-                    mode = gr.Radio(MODES, value=VERDICT_MODE, label="Mode", scale=3)
+                    mode = gr.Radio(MODES, value=VERDICT_MODE, label="Mode", scale=3, elem_id="lab-mode")
                 with gr.Row():
-                    q_dataset = gr.Dropdown([ALL], value=ALL, label="Dataset", allow_custom_value=True)
+                    q_dataset = gr.Dropdown([ALL], value=ALL, label="Dataset", allow_custom_value=True, elem_id="lab-queue-dataset")
                     q_modality = gr.Dropdown([ALL, *MODALITY_CHOICES], value=ALL, label="Modality")
                     q_method = gr.Dropdown([ALL], value=ALL, label="Method", allow_custom_value=True, elem_id="lab-queue-method")
                     with gr.Column(min_width=180):
@@ -310,14 +310,17 @@ def build_demo(lab: Lab) -> gr.Blocks:
         load.click(ui.load_queue, queue_inputs, [queue_state, *view], **private)
         mode.input(ui.switch_mode, queue_inputs, [queue_state, *view], **private)  # never the other mode's buttons
         raw.change(ui.note_compare_keys, [annotator, raw], None, **private)  # who typed a key has seen it
-        prev.click(functools.partial(ui.move, delta=-1), queue_state, [queue_state, *view], **private)
-        nxt.click(functools.partial(ui.move, delta=1), queue_state, [queue_state, *view], **private)
+        # "multiple": the page's key buffer sends one press at a time and must never have one dropped as a repeat
+        presses = dict(trigger_mode="multiple", **private)
+        prev.click(functools.partial(ui.move, delta=-1), queue_state, [queue_state, *view], **presses)
+        nxt.click(functools.partial(ui.move, delta=1), queue_state, [queue_state, *view], **presses)
         saves = [(b, functools.partial(ui.verdict, verdict=v)) for b, v in zip(verdict_buttons, VERDICTS)]
         saves += [(b, functools.partial(ui.choose, index=i)) for i, b in enumerate(choice_buttons)]
         saves.append((human_idk, functools.partial(ui.choose, index=-1)))
         for button, handler in saves:
-            # labels go through one queue per browser event, concurrently across users; the dashboard follows
-            button.click(handler, queue_state, [queue_state, *view], concurrency_id="labels", concurrency_limit=8, **private).then(**refresh)
+            # labels go through one queue per browser event, concurrently across users; the open dashboard's timer
+            # shows them, so a burst of presses does not also recompute the dashboard once per press
+            button.click(handler, queue_state, [queue_state, *view], concurrency_id="labels", concurrency_limit=8, **presses)
         annotator.change(lambda name: name, annotator, saved_name, **private)
 
         # ---- wiring: dashboard
