@@ -149,6 +149,13 @@ SHORTCUTS_JS = """
     buffer.push({ids: [id], label: button.textContent.trim()});
     pump();
   }, true);
+  // a dropdown left with Tab stays open over the progress line; Escape is how it closes itself
+  document.addEventListener('focusout', (event) => {
+    const box = event.target;
+    if (box.getAttribute && box.getAttribute('role') === 'combobox' && box.closest('#lab-annotate')) {
+      box.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape', bubbles: true}));
+    }
+  }, true);
   document.addEventListener('keydown', (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const task = document.getElementById('lab-task');

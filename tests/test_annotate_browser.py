@@ -88,6 +88,7 @@ def test_two_annotators_make_a_blind_balanced_human_baseline(browser, tmp_path):
         assert "Item 1 of 60" in alice.locator("#lab-progress").inner_text()
 
         # Space plays the clip and pauses it again, whatever had focus
+        alice.wait_for_function("() => document.querySelector('#lab-a-audio')?.innerText.includes('0:03')")  # the clip has loaded
         alice.locator("#lab-mode input[type=radio]").first.focus()
         alice.keyboard.press(" ")
         alice.wait_for_function("() => document.querySelector('#lab-a-audio .play-pause-button')?.getAttribute('aria-label') === 'Pause'")
@@ -106,8 +107,23 @@ def test_two_annotators_make_a_blind_balanced_human_baseline(browser, tmp_path):
         assert not any(i.startswith("mute") for i in answers)
         alice.screenshot(path=str(tmp_path / "annotate-human.png"), full_page=True)
 
+        # in a text field keys type, and the page says why nothing else happened
+        alice.locator("#lab-annotator input, #lab-annotator textarea").first.focus()
+        alice.keyboard.press("b")
+        alice.wait_for_function("() => document.querySelector('#lab-keys-note')?.innerText.includes('Shortcuts are off while you type')")
+        alice.keyboard.press("Escape")
+        assert len(human_answers(db, "alice")) == 30
+
         # bob judges three model answers: the view says what seeing the key costs
         bob = open_annotate(browser, url, "bob", VERDICT_MODE)
+        assert bob.evaluate("() => !document.activeElement.closest('#lab-load')")  # Space and Enter cannot reload
+        # tabbing through the filters leaves no dropdown open over the progress line
+        bob.locator("#lab-annotator input, #lab-annotator textarea").first.focus()
+        for _ in range(8):
+            bob.keyboard.press("Tab")
+            if bob.evaluate("() => document.activeElement.type === 'checkbox'"):
+                break
+        bob.wait_for_function("() => document.querySelectorAll('ul[role=listbox]').length === 0", timeout=5000)
         assert "no longer counts in the human baseline" in bob.locator("#lab-task").inner_text()
         press(bob, "www")
         wait_progress(bob, f"All {N_JUDGED} labelled by bob")
