@@ -132,11 +132,13 @@ SHORTCUTS_JS = """
     const button = player() && player().querySelector('.play-pause-button');
     if (button) button.click(); else note('No clip to play on this task.');
   };
+  // the waveform player keeps its media element to itself: back to the start is its rewind button, enough times
   const replay = () => {
-    const audio = player() && player().querySelector('audio');
-    if (!audio) { playPause(); return; }
-    audio.currentTime = 0;
-    if (audio.paused) playPause();
+    const rewind = player() && player().querySelector('.rewind');
+    if (!rewind) { note('No clip to play on this task.'); return; }
+    for (let i = 0; i < 100; i++) rewind.click();
+    const toggle = player().querySelector('.play-pause-button');
+    if (toggle && toggle.getAttribute('aria-label') === 'Play') toggle.click();
   };
   document.addEventListener('click', (event) => {
     const button = event.target.closest && event.target.closest('button');

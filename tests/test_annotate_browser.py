@@ -92,6 +92,9 @@ def test_two_annotators_make_a_blind_balanced_human_baseline(browser, tmp_path):
         alice.locator("#lab-mode input[type=radio]").first.focus()
         alice.keyboard.press(" ")
         alice.wait_for_function("() => document.querySelector('#lab-a-audio .play-pause-button')?.getAttribute('aria-label') === 'Pause'")
+        alice.wait_for_function("() => /0:0[12]/.test(document.querySelector('#lab-a-audio').innerText.split('0:03')[0])")
+        alice.keyboard.press("r")  # from the start again
+        alice.wait_for_function("() => document.querySelector('#lab-a-audio').innerText.trim().split(/\\s+/).includes('0:00')")
         alice.keyboard.press("p")
         alice.wait_for_function("() => document.querySelector('#lab-a-audio .play-pause-button')?.getAttribute('aria-label') === 'Play'")
 
