@@ -25,7 +25,7 @@ from gradio.data_classes import FileData
 from annotations.store import IDK_CHOICE, VIA_API, VIA_COMPARE, VIA_VERDICT
 from reliability import ui_render
 from reliability.audio import SAMPLE_RATE, load_audio
-from reliability.errors import AudioError, ReliabilityError
+from reliability.errors import AudioError, ItemError, ReliabilityError
 from reliability.exports import export_table
 from reliability.lab import (
     HUMAN, HUMAN_MODE, LAB_DATASET, PARSER, UNKNOWN_MODALITY, VERDICT_MODE, DashboardFilters, Lab, MethodResult, modality_counts,
@@ -208,28 +208,33 @@ class Handlers:
 
     def verdict(self, state: dict | None, verdict: str) -> tuple:
         """Store the annotator's verdict on the current answer and go to the next unlabelled one."""
-        return self._label(state, VERDICT_MODE, verdict, lambda task: self.lab.label(task.answer_id, state["annotator"], verdict))
+        return self._label(state, VERDICT_MODE, lambda task: (verdict, lambda: self.lab.label(task.answer_id, state["annotator"], verdict)))
 
     def choose(self, state: dict | None, index: int) -> tuple:
         """Store the annotator's own answer (option `index`, or -1 for "I don't know") and go on."""
-        task = state["tasks"][state["pos"]] if _usable(state, HUMAN_MODE, quiet=True) else None
-        if task is not None and index >= len(task.item.choices):
-            gr.Warning(f"This item has no option {index + 1}.")
-            return self._ack(state)
-        choice = None if task is None or index < 0 else task.item.choices[index]
-        return self._label(
-            state, HUMAN_MODE, choice or IDK_CHOICE,
-            lambda task: self.lab.human_answer(task.item.dataset, task.item.id, state["annotator"], choice),
-        )
 
-    def _label(self, state: dict | None, mode: str, value: str, save: Callable[[Any], Any]) -> tuple:
+        def pick(task):
+            if index >= len(task.item.choices):
+                raise ItemError(f"this item has no option {index + 1}")
+            choice = None if index < 0 else task.item.choices[index]
+            return choice or IDK_CHOICE, lambda: self.lab.human_answer(task.item.dataset, task.item.id, state["annotator"], choice)
+
+        return self._label(state, HUMAN_MODE, pick)
+
+    def _label(self, state: dict | None, mode: str, pick: Callable[[Any], tuple[str, Callable[[], Any]]]) -> tuple:
         """Every press ends here: stored and on to the next task, or a message saying why nothing changed.
 
+        :param pick: the current task -> (the label it would get, the call that stores it)
         Never raises, so the browser's key buffer always hears back (the view's ack counter moves).
         """
         if not _usable(state, mode):
             return self._ack(state)
         task, pos = state["tasks"][state["pos"]], state["pos"]
+        try:
+            value, save = pick(task)
+        except ReliabilityError as exc:
+            gr.Warning(str(exc))
+            return self._ack(state)
         if task.mine == value:
             gr.Info(f"Already labelled “{value}”: unchanged.")
             return self._ack({**state, "confirm": None})
@@ -240,7 +245,7 @@ class Handlers:
             gr.Warning(f"Your label here is “{task.mine}”. Press the same key (or button) again to change it to “{value}”.")
             return self._ack({**state, "confirm": (task.key, value)})
         try:
-            save(task)
+            save()
         except ReliabilityError as exc:
             gr.Warning(str(exc))
             return self._ack({**state, "confirm": None})
@@ -288,7 +293,10 @@ class Handlers:
         task = tasks[state["pos"]]
         done = sum(t.mine is not None for t in tasks)
         if mode == VERDICT_MODE and task.item.answer is not None:
-            self.lab.saw_keys(state["annotator"], [(task.item.dataset, task.item.id)], VIA_VERDICT)
+            try:
+                self.lab.saw_keys(state["annotator"], [(task.item.dataset, task.item.id)], VIA_VERDICT)
+            except ReliabilityError as exc:  # e.g. a read-only notebook: nothing can be stored, the view still shows
+                gr.Warning(str(exc))
         audio, figure = clip_view(task.item.audio_path)
         choices = task.item.choices if mode == HUMAN_MODE else ()
         if len(choices) > MAX_CHOICES:
@@ -449,8 +457,8 @@ def _signature(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _usable(state: dict | None, mode: str | None, quiet: bool = False) -> bool:
-    """Whether a press can act on the current task; if not, a warning says why (unless `quiet`)."""
+def _usable(state: dict | None, mode: str | None) -> bool:
+    """Whether a press can act on the current task; if not, a warning says why."""
     if not state or not state.get("annotator"):
         why = "Load the queue first: type your name and press Load queue."
     elif not state.get("tasks"):
@@ -459,8 +467,7 @@ def _usable(state: dict | None, mode: str | None, quiet: bool = False) -> bool:
         why = "That key belongs to the other annotation mode; switch the mode to use it."
     else:
         return True
-    if not quiet:
-        gr.Warning(why)
+    gr.Warning(why)
     return False
 
 

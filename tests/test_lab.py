@@ -405,3 +405,14 @@ def test_agreement_is_pooled_over_datasets_and_the_human_row_leads_the_table(lab
     headers, rows = table_rows(mmau)
     assert rows[0][0] == "human" and rows[0][-1] == "human · 1 excluded"
     assert "1 human answers used, 1 excluded (1 key seen first)" in agreement_text(mmau)
+
+
+def test_a_press_for_a_missing_option_or_without_a_queue_says_why(lab, tone_wav):
+    ask(lab, tone_wav, methods=["baseline"])
+    ui = Handlers(lab)
+    with pytest.warns(UserWarning, match="Load the queue first"):
+        state, *_ = ui.verdict(None, "wrong")
+    state, *_ = ui.load_queue("ana", HUMAN_MODE, "(all)", "(all)", "(all)", False, False, None)
+    with pytest.warns(UserWarning, match="no option 9"):
+        after, *_ = ui.choose(state, 8)
+    assert after["ack"] == state["ack"] + 1 and lab.db()["labels"].count == 0
