@@ -523,7 +523,8 @@ def saw_keys(db: sqlite_utils.Database, annotator: str, items: Iterable[tuple[st
     :param via: what showed them: VIA_VERDICT, VIA_COMPARE or VIA_API
     """
     annotator = _annotator(annotator)
-    items = list(dict.fromkeys(items))
+    known = key_views(db, annotator)
+    items = [i for i in dict.fromkeys(items) if i not in known]  # a view already recorded needs no write lock
     if items:
         with writing(db):
             _insert_key_views(db, annotator, items, via)

@@ -610,8 +610,10 @@ class Lab:
             "human_excluded": people.n_excluded,  # human answers kept out of it (not blind, or no audio)
         }
         agreement = _agreement(verdicts, labels)
+        # with one dataset's labels only, pooling changes nothing: no second pass over them
+        same = len(everywhere) == len(labels)
+        agreement["pooled"] = dict(agreement) if same else _agreement([r for r in everywhere if r["kind"] == store.VERDICT], everywhere)
         agreement["excluded_human_answers"] = {reason: n for reason, n in people.excluded.items() if n}
-        agreement["pooled"] = _agreement([r for r in everywhere if r["kind"] == store.VERDICT], everywhere)
         return Dashboard(filters, dataset, rows, points, curves, agreement, counts)
 
     def export_path(self, name: str) -> str:
