@@ -45,8 +45,10 @@ INTRO = (
     "conservatism–humility trade-off move."
 )
 SHORTCUTS = (
-    "**Keys** (outside text fields): **C** correct · **W** wrong · **I** abstained / I don't know · "
-    "**1–9** pick an option (human baseline) · **0** I don't know (human baseline) · **→ / J** next · **← / K** previous"
+    "**Keys** (whatever has focus, except text fields; **Esc** leaves a text field): judging: **C** correct · **W** wrong · "
+    "**I** abstained · answering yourself: **A–I** or **1–9** pick that option · **0** (or **I** without a 9th option) "
+    "I don't know · both: **Space / P** play or pause · **R** replay · **→ / J** next · **← / K** previous. "
+    "Every press is stored in order; changing a label takes its key twice."
 )
 
 CSS = """
@@ -80,28 +82,113 @@ CSS = """
 .lab-empty {padding: 16px; color: var(--body-text-color-subdued);}
 #lab-choices button {text-align: left; justify-content: flex-start;}
 #lab-examples td {white-space: pre-line;}
+.lab-task .lab-where, .lab-task .lab-facts-line {color: var(--body-text-color); font-size: 0.9em;}
+#lab-keys-note {min-height: 1.4em; font-size: 0.9em; color: var(--body-text-color);}
 """
 
-# Keyboard shortcuts of the Annotate tab: a key clicks the button with that id, if it is visible (so keys act
-# only on the tab in view and on the buttons of the current mode) and the user is not typing in a field.
+# Keyboard shortcuts of the Annotate tab. Presses (and clicks on its label buttons) go into a buffer that sends one
+# at a time, each after the view has answered the previous one (its data-ack moved): Gradio drops a click on a
+# button whose event is still running, and a press must act on the task shown after the one before it.
 SHORTCUTS_JS = """
 () => {
-  const keys = {c: ['lab-correct'], w: ['lab-wrong'], i: ['lab-idk', 'lab-human-idk'], '0': ['lab-human-idk'],
-                ArrowRight: ['lab-next'], j: ['lab-next'], ArrowLeft: ['lab-prev'], k: ['lab-prev']};
-  for (let n = 1; n <= 9; n++) keys[String(n)] = ['lab-choice-' + n];
-  document.addEventListener('keydown', (event) => {
-    const target = event.target;
-    if (event.ctrlKey || event.metaKey || event.altKey) return;
-    if (target && (['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName) || target.isContentEditable)) return;
-    for (const id of keys[event.key] || keys[event.key.toLowerCase()] || []) {
-      const element = document.getElementById(id);
-      if (!element || element.offsetParent === null) continue;
-      const button = element.tagName === 'BUTTON' ? element : element.querySelector('button');
-      if (button && !button.disabled) { event.preventDefault(); button.click(); return; }
+  const MAX_CHOICES = %(max_choices)d;
+  const BUTTONS = ['lab-correct', 'lab-wrong', 'lab-idk', 'lab-human-idk', 'lab-prev', 'lab-next'];
+  for (let n = 1; n <= MAX_CHOICES; n++) BUTTONS.push('lab-choice-' + n);
+  const NAMED = {c: ['lab-correct'], w: ['lab-wrong'], i: ['lab-idk', 'lab-human-idk'], '0': ['lab-human-idk'],
+                 arrowright: ['lab-next'], j: ['lab-next'], arrowleft: ['lab-prev'], k: ['lab-prev']};
+  const buffer = [];
+  let busy = false;
+  const note = (text) => { const el = document.getElementById('lab-keys-note'); if (el) el.textContent = text; };
+  const ack = () => { const el = document.querySelector('#lab-task [data-ack]'); return el && el.getAttribute('data-ack'); };
+  const shown = (id) => {
+    const el = document.getElementById(id);
+    if (!el || el.offsetParent === null) return null;
+    const button = el.tagName === 'BUTTON' ? el : el.querySelector('button');
+    return button && !button.disabled ? button : null;
+  };
+  // a letter names an option where the task has one (A = option 1), else its other meaning
+  const targets = (key) => {
+    const k = key.toLowerCase();
+    const ids = [];
+    if (/^[1-9]$/.test(k)) ids.push('lab-choice-' + k);
+    if (/^[a-z]$/.test(k) && k.charCodeAt(0) - 96 <= MAX_CHOICES) ids.push('lab-choice-' + (k.charCodeAt(0) - 96));
+    return ids.concat(NAMED[k] || []);
+  };
+  const pump = () => {
+    if (busy || !buffer.length) return;
+    const press = buffer.shift();
+    const button = press.ids.map(shown).find(Boolean);
+    if (!button) { note('Key ' + press.label + ' does nothing on this task.'); pump(); return; }
+    busy = true;
+    note(buffer.length ? (buffer.length + 1) + ' presses being stored…' : '');
+    const before = ack(), started = Date.now();
+    button.click();
+    const wait = () => {
+      if (ack() !== before || Date.now() - started > 30000) { busy = false; if (!buffer.length) note(''); pump(); }
+      else setTimeout(wait, 10);
+    };
+    setTimeout(wait, 10);
+  };
+  const player = () => document.getElementById('lab-a-audio');
+  const playPause = () => {
+    const button = player() && player().querySelector('.play-pause-button');
+    if (button) button.click(); else note('No clip to play on this task.');
+  };
+  // the waveform player keeps its media element to itself: back to the start is its rewind button, enough times
+  const replay = () => {
+    const rewind = player() && player().querySelector('.rewind');
+    if (!rewind) { note('No clip to play on this task.'); return; }
+    for (let i = 0; i < 100; i++) rewind.click();
+    const toggle = player().querySelector('.play-pause-button');
+    if (toggle && toggle.getAttribute('aria-label') === 'Play') toggle.click();
+  };
+  document.addEventListener('click', (event) => {
+    const button = event.target.closest && event.target.closest('button');
+    if (!button) return;
+    if (button.closest('#lab-annotate')) setTimeout(() => button.blur(), 0);  // Space and Enter must not click it again
+    const id = BUTTONS.find((b) => button.id === b || button.closest('#' + b));
+    if (!id || !event.isTrusted) return;
+    event.preventDefault();
+    event.stopImmediatePropagation();
+    buffer.push({ids: [id], label: button.textContent.trim()});
+    pump();
+  }, true);
+  // a dropdown left with Tab stays open over the progress line; Escape is how it closes itself
+  document.addEventListener('focusout', (event) => {
+    const box = event.target;
+    if (box.getAttribute && box.getAttribute('role') === 'combobox' && box.closest('#lab-annotate')) {
+      box.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape', bubbles: true}));
     }
-  });
+  }, true);
+  document.addEventListener('keydown', (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const task = document.getElementById('lab-task');
+    if (!task || task.offsetParent === null) return;  // the Annotate tab is not in view
+    const target = event.target;
+    const typing = target && (target.isContentEditable || target.tagName === 'TEXTAREA' || target.tagName === 'SELECT' ||
+      (target.tagName === 'INPUT' && !['radio', 'checkbox', 'button', 'range'].includes(target.type)));
+    const key = event.key.toLowerCase();
+    const hotkey = key === ' ' || key === 'p' || key === 'r' || targets(event.key).length > 0;
+    if (typing) {
+      if (event.key === 'Escape') { target.blur(); note(''); }
+      else if (hotkey && event.key.length === 1) {
+        const field = target.closest('.block');
+        const label = field && field.querySelector('label, .label-wrap, [data-testid="block-label"]');
+        note('Shortcuts are off while you type in a text field' + (label ? ' (' + label.textContent.trim() + ')' : '') +
+             ': press Esc or click the task to use them.');
+      }
+      return;
+    }
+    if (!hotkey) return;
+    event.preventDefault();
+    event.stopPropagation();
+    if (target && target !== document.body && target.blur) target.blur();
+    if (key === ' ' || key === 'p') playPause();
+    else if (key === 'r') replay();
+    else { buffer.push({ids: targets(event.key), label: event.key.length === 1 ? event.key.toUpperCase() : event.key}); pump(); }
+  }, true);
 }
-"""
+""" % {"max_choices": MAX_CHOICES}
 
 
 def build_demo(lab: Lab) -> gr.Blocks:
@@ -144,12 +231,12 @@ def build_demo(lab: Lab) -> gr.Blocks:
                 with gr.Accordion("Raw results (JSON)", open=False):
                     raw = gr.JSON(show_label=False)
 
-            with gr.Tab("Annotate", id="annotate") as annotate_tab:
+            with gr.Tab("Annotate", id="annotate", elem_id="lab-annotate") as annotate_tab:
                 with gr.Row():
                     annotator = gr.Textbox(label="Your name", placeholder="e.g. ana", scale=2, elem_id="lab-annotator")
-                    mode = gr.Radio(MODES, value=VERDICT_MODE, label="Mode", scale=3)
+                    mode = gr.Radio(MODES, value=VERDICT_MODE, label="Mode", scale=3, elem_id="lab-mode")
                 with gr.Row():
-                    q_dataset = gr.Dropdown([ALL], value=ALL, label="Dataset", allow_custom_value=True)
+                    q_dataset = gr.Dropdown([ALL], value=ALL, label="Dataset", allow_custom_value=True, elem_id="lab-queue-dataset")
                     q_modality = gr.Dropdown([ALL, *MODALITY_CHOICES], value=ALL, label="Modality")
                     q_method = gr.Dropdown([ALL], value=ALL, label="Method", allow_custom_value=True, elem_id="lab-queue-method")
                     with gr.Column(min_width=180):
@@ -157,9 +244,10 @@ def build_demo(lab: Lab) -> gr.Blocks:
                         q_unlabelled = gr.Checkbox(label="not yet labelled by me")
                     load = gr.Button("Load queue", variant="primary", elem_id="lab-load")
                 progress = gr.Markdown("Type your name and load the queue.", elem_id="lab-progress")
+                gr.HTML('<div id="lab-keys-note" aria-live="polite"></div>', padding=False)
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=5):
-                        a_audio = gr.Audio(label="Clip", type="numpy", interactive=False)
+                        a_audio = gr.Audio(label="Clip  [Space / P play · R replay]", type="numpy", interactive=False, elem_id="lab-a-audio")
                         a_plot = gr.Plot(show_label=False)
                     with gr.Column(scale=5):
                         task = gr.HTML(elem_id="lab-task")
@@ -229,15 +317,21 @@ def build_demo(lab: Lab) -> gr.Blocks:
 
         # ---- wiring: annotate
         view = [progress, a_audio, a_plot, task, verdict_row, choice_col, *choice_buttons]
-        load.click(ui.load_queue, [annotator, mode, q_dataset, q_modality, q_method, q_unsure, q_unlabelled], [queue_state, *view], **private)
-        prev.click(functools.partial(ui.move, delta=-1), queue_state, [queue_state, *view], **private)
-        nxt.click(functools.partial(ui.move, delta=1), queue_state, [queue_state, *view], **private)
+        queue_inputs = [annotator, mode, q_dataset, q_modality, q_method, q_unsure, q_unlabelled]
+        load.click(ui.load_queue, queue_inputs, [queue_state, *view], **private)
+        mode.input(ui.switch_mode, queue_inputs, [queue_state, *view], **private)  # never the other mode's buttons
+        raw.change(ui.note_compare_keys, [annotator, raw], None, **private)  # who typed a key has seen it
+        # "multiple": the page's key buffer sends one press at a time and must never have one dropped as a repeat
+        presses = dict(trigger_mode="multiple", **private)
+        prev.click(functools.partial(ui.move, delta=-1), queue_state, [queue_state, *view], **presses)
+        nxt.click(functools.partial(ui.move, delta=1), queue_state, [queue_state, *view], **presses)
         saves = [(b, functools.partial(ui.verdict, verdict=v)) for b, v in zip(verdict_buttons, VERDICTS)]
         saves += [(b, functools.partial(ui.choose, index=i)) for i, b in enumerate(choice_buttons)]
         saves.append((human_idk, functools.partial(ui.choose, index=-1)))
         for button, handler in saves:
-            # labels go through one queue per browser event, concurrently across users; the dashboard follows
-            button.click(handler, queue_state, [queue_state, *view], concurrency_id="labels", concurrency_limit=8, **private).then(**refresh)
+            # labels go through one queue per browser event, concurrently across users; the open dashboard's timer
+            # shows them, so a burst of presses does not also recompute the dashboard once per press
+            button.click(handler, queue_state, [queue_state, *view], concurrency_id="labels", concurrency_limit=8, **presses)
         annotator.change(lambda name: name, annotator, saved_name, **private)
 
         # ---- wiring: dashboard

@@ -138,3 +138,25 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         {"path": str, "size": int, "mtime_ns": int, "hash": str},
         pk="path",
     )
+
+
+@migration
+def m002_key_views(db: sqlite_utils.Database) -> None:
+    """When each annotator first saw each item's answer key: a human answer given after it is not blind."""
+    db["key_views"].create(
+        {
+            "dataset": str,
+            "item_id": str,
+            "annotator": str,
+            "via": str,  # what showed the key: "judge mode", "the Compare tab" (typed there), "the API"
+            "seen_at": str,  # the first time; later views never move it
+        },
+        pk=("dataset", "item_id", "annotator"),
+        not_null=["via", "seen_at"],
+    )
+    # judging an answer shows its item's key: a database labelled before this table existed gets those views
+    db.execute(
+        "INSERT OR IGNORE INTO key_views (dataset, item_id, annotator, via, seen_at)"
+        " SELECT dataset, item_id, annotator, 'judge mode', min(created_at) FROM labels WHERE kind = 'verdict'"
+        " GROUP BY dataset, item_id, annotator"
+    )

@@ -25,6 +25,7 @@ VERDICT = "verdict"  # label kind: a human's judgement of a model answer
 HUMAN_ANSWER = "human_answer"  # label kind: a human's own answer to an item (the human baseline)
 PARSER, HUMAN = "parser", "human"  # where an outcome came from
 IDK_CHOICE = "I don't know"  # what a human picks to abstain
+VIA_VERDICT, VIA_COMPARE, VIA_API = "judge mode", "the Compare tab", "the API"  # where an annotator saw a key
 _CHUNK = 500  # ids per `IN (...)` query, well under SQLite's variable limit
 
 
@@ -91,6 +92,14 @@ def stored_items(
     where, params = _where({"dataset": dataset, "modality": modality})
     limit_sql = "" if limit is None else f" LIMIT {int(limit)}"
     return [_stored_item(row) for row in db.query(f"SELECT * FROM items {where} ORDER BY rowid{limit_sql}", params)]
+
+
+def get_item(db: sqlite_utils.Database, dataset: str, item_id: str) -> Item:
+    """One item by dataset and id."""
+    row = next(iter(db.query("SELECT * FROM items WHERE dataset = ? AND id = ?", [dataset, item_id])), None)
+    if row is None:
+        raise StoreError(f"no item {item_id!r} in dataset {dataset!r}")
+    return _stored_item(row).item
 
 
 def modalities(db: sqlite_utils.Database, dataset: str) -> dict[str, str]:
@@ -386,6 +395,7 @@ def add_labels(db: sqlite_utils.Database, labels: Iterable[tuple[str, str, str, 
                 dict(id=ids[-1], kind=VERDICT, answer_id=answer_id, run_id=run_id, answer_text_hash=text_hash, dataset=dataset,
                      item_id=item_id, annotator=annotator, verdict=verdict, note=note),
             )
+            _insert_key_views(db, annotator, [(dataset, item_id)], VIA_VERDICT)
     return ids
 
 
@@ -398,12 +408,14 @@ def add_human_answer(
       match with the key: a person picks an option, so there is no free text to parse.
     """
     annotator = _annotator(annotator)
-    row = db.execute("SELECT choices, answer FROM items WHERE dataset = ? AND id = ?", [dataset, item_id]).fetchone()
+    row = db.execute("SELECT choices, answer, audio_path FROM items WHERE dataset = ? AND id = ?", [dataset, item_id]).fetchone()
     if row is None:
         raise StoreError(f"no item {item_id!r} in dataset {dataset!r}")
-    choices, key = json.loads(row[0]), row[1]
+    choices, key, audio_path = json.loads(row[0]), row[1], row[2]
     if key is None:
         raise StoreError(f"item {item_id!r} has no answer key, so a human answer cannot be scored")
+    if audio_path is None:
+        raise StoreError(f"item {item_id!r} has no audio: a human answer needs the clip, so none is stored")
     if choice is None or choice == IDK_CHOICE:
         choice, verdict = None, Outcome.IDK.value
     elif choice not in choices:
@@ -412,6 +424,13 @@ def add_human_answer(
         verdict = (Outcome.CORRECT if choice == key else Outcome.WRONG).value
     label_id = content_id(HUMAN_ANSWER, dataset, item_id, annotator)
     with writing(db):
+        # checked inside the write lock: a key shown in another tab a moment ago must not slip through
+        seen = key_views(db, annotator, dataset).get((dataset, item_id))
+        if seen is not None:
+            raise StoreError(
+                f"{annotator} saw the answer key of item {item_id!r} in {seen['via']} ({seen['seen_at'][:16].replace('T', ' ')} UTC), "
+                "so a human answer to it would not be blind; none is stored"
+            )
         _upsert_label(
             db,
             dict(id=label_id, kind=HUMAN_ANSWER, dataset=dataset, item_id=item_id, annotator=annotator, verdict=verdict,
@@ -450,13 +469,74 @@ def parser_vs_human(db: sqlite_utils.Database, dataset: str | None = None) -> li
 
 
 def human_baseline(db: sqlite_utils.Database, dataset: str, annotator: str | None = None) -> dict[str, str]:
-    """Item id -> outcome ("correct" / "wrong" / "idk") of the humans' own answers (majority over
-    annotators, or one annotator's)."""
-    where, params = _where({"dataset": dataset, "kind": HUMAN_ANSWER, "annotator": annotator})
+    """Item id -> outcome ("correct" / "wrong" / "idk") of the humans' own blind answers (majority over
+    annotators, or one annotator's); see human_baseline_report for what is left out."""
+    return human_baseline_report(db, dataset, annotator).outcomes
+
+
+@dataclass(frozen=True)
+class HumanBaseline:
+    """The human row's outcomes and how many human answers it used and left out."""
+
+    outcomes: dict[str, str]  # item id -> majority outcome of the answers used
+    used: int  # human answers counted
+    excluded: dict[str, int]  # reason (NOT_BLIND, NO_AUDIO) -> human answers left out
+
+    @property
+    def n_excluded(self) -> int:
+        return sum(self.excluded.values())
+
+
+NOT_BLIND = "key seen first"  # given (or last changed) after the annotator saw the item's key
+NO_AUDIO = "no audio"  # an item without its clip: a guess from the text, not a human baseline
+
+
+def human_baseline_report(db: sqlite_utils.Database, dataset: str, annotator: str | None = None) -> HumanBaseline:
+    """The humans' own answers that make the human row: only blind answers to items with audio.
+
+    The store refuses the others, but a database written before those rules may hold some; they stay
+    stored (labels are never lost) and are counted here as excluded.
+    """
+    where, params = _where({"l.dataset": dataset, "l.kind": HUMAN_ANSWER, "l.annotator": annotator})
+    sql = (
+        "SELECT l.item_id, l.verdict, l.updated_at, i.audio_path IS NULL AS no_audio, k.seen_at"
+        " FROM labels l JOIN items i ON i.dataset = l.dataset AND i.id = l.item_id"
+        " LEFT JOIN key_views k ON k.dataset = l.dataset AND k.item_id = l.item_id AND k.annotator = l.annotator"
+        f" {where}"
+    )
     votes: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for r in db.query(f"SELECT item_id, verdict, updated_at FROM labels {where}", params):
-        votes[r["item_id"]].append((r["verdict"], r["updated_at"]))
-    return {item_id: majority(v) for item_id, v in votes.items()}
+    excluded = {NOT_BLIND: 0, NO_AUDIO: 0}
+    for r in db.query(sql, params):
+        if r["no_audio"]:
+            excluded[NO_AUDIO] += 1
+        elif r["seen_at"] is not None and r["seen_at"] <= r["updated_at"]:
+            excluded[NOT_BLIND] += 1
+        else:
+            votes[r["item_id"]].append((r["verdict"], r["updated_at"]))
+    used = sum(len(v) for v in votes.values())
+    return HumanBaseline({item_id: majority(v) for item_id, v in votes.items()}, used, excluded)
+
+
+def saw_keys(db: sqlite_utils.Database, annotator: str, items: Iterable[tuple[str, str]], via: str) -> None:
+    """Record that `annotator` has seen the answer keys of these (dataset, item id) pairs; the first time is kept.
+
+    :param via: what showed them: VIA_VERDICT, VIA_COMPARE or VIA_API
+    """
+    annotator = _annotator(annotator)
+    known = key_views(db, annotator)
+    items = [i for i in dict.fromkeys(items) if i not in known]  # a view already recorded needs no write lock
+    if items:
+        with writing(db):
+            _insert_key_views(db, annotator, items, via)
+
+
+def key_views(db: sqlite_utils.Database, annotator: str, dataset: str | None = None) -> dict[tuple[str, str], dict[str, str]]:
+    """(dataset, item id) -> {via, seen_at} of every answer key this annotator has seen."""
+    where, params = _where({"annotator": annotator, "dataset": dataset})
+    return {
+        (r["dataset"], r["item_id"]): {"via": r["via"], "seen_at": r["seen_at"]}
+        for r in db.query(f"SELECT dataset, item_id, via, seen_at FROM key_views {where}", params)
+    }
 
 
 @dataclass(frozen=True)
@@ -579,6 +659,17 @@ def _judgement_columns(verdict: Judgement, judge_version: str) -> dict[str, Any]
         "rule": verdict.rule,
         "judge_version": judge_version,
     }
+
+
+def _insert_key_views(db: sqlite_utils.Database, annotator: str, items: Sequence[tuple[str, str]], via: str) -> None:
+    """Key views of the items that have a key, inside the caller's write transaction."""
+    stamp = now()
+    for dataset, item_id in items:
+        db.execute(
+            "INSERT OR IGNORE INTO key_views (dataset, item_id, annotator, via, seen_at)"
+            " SELECT dataset, id, ?, ?, ? FROM items WHERE dataset = ? AND id = ? AND answer IS NOT NULL",
+            [annotator, via, stamp, dataset, item_id],
+        )
 
 
 def _upsert_label(db: sqlite_utils.Database, label: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ import sqlite_utils
 from annotations import store
 from annotations.agreement import summarize
 from annotations.db import open_db
+from annotations.sampling import stratified_order
 from reliability import metrics, tables
 from reliability.adapters import ensure_loaded, list_adapters
 from reliability.audio import Clip, load_audio
@@ -47,6 +48,7 @@ VERDICT_MODE, HUMAN_MODE = "verdict", "human"  # annotate: judge model answers /
 PARSER, HUMAN = store.PARSER, store.HUMAN  # dashboard outcome sources
 BASELINE = "baseline"
 QUEUE_LIMIT = 5000  # most tasks one queue holds; far more than one labelling session
+NO_KEY, NO_AUDIO, KEY_SEEN = "no answer key", "no audio", "you saw the key"  # why an item is not a human-baseline task
 # extensions an upload may keep when it is copied into the app's upload folder
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm"})
 _LETTER = re.compile(r"\(?([A-Za-z])\)?\.?")
@@ -149,6 +151,7 @@ class Task:
     parsed: bool = True
     n_labels: int = 0  # verdicts by anyone on this answer
     mine: str | None = None  # this annotator's current verdict (or own choice, or store.IDK_CHOICE)
+    key_seen: bool = False  # human tasks: the annotator saw the key after answering, so the answer can no longer change
 
     @property
     def key(self) -> str:
@@ -160,7 +163,7 @@ class Task:
         data = {
             "kind": self.kind, "key": self.key, "dataset": item.dataset, "item_id": item.id, "question": item.question,
             "choices": list(item.choices), "modality": item.modality, "has_audio": item.audio_path is not None,
-            "mine": self.mine,
+            "mine": self.mine, "key_seen": self.key_seen,
         }
         if self.kind == VERDICT_MODE:
             # the answer key is shown only to judge a model's answer; a human answering must not see it
@@ -180,16 +183,34 @@ class Queue:
     mode: str
     tasks: list[Task]
     position: int  # the first task this annotator has not labelled (0 when all are done)
+    left_out: dict[str, int] = field(default_factory=dict)  # reason -> items under the filters that are not tasks
 
     @property
     def done(self) -> int:
         return sum(t.mine is not None for t in self.tasks)
 
+    @property
+    def by_modality(self) -> dict[str, tuple[int, int]]:
+        """Modality -> (labelled, tasks)."""
+        return modality_counts(self.tasks)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "annotator": self.annotator, "mode": self.mode, "total": len(self.tasks), "done": self.done,
-            "position": self.position, "tasks": [t.as_dict() for t in self.tasks],
+            "position": self.position, "left_out": self.left_out,
+            "by_modality": {m: {"done": d, "total": n} for m, (d, n) in self.by_modality.items()},
+            "tasks": [t.as_dict() for t in self.tasks],
         }
+
+
+def modality_counts(tasks: Sequence[Task]) -> dict[str, tuple[int, int]]:
+    """Modality -> (labelled, tasks), modalities in the order they first appear."""
+    counts: dict[str, list[int]] = {}
+    for t in tasks:
+        done_total = counts.setdefault(t.item.modality, [0, 0])
+        done_total[0] += t.mine is not None
+        done_total[1] += 1
+    return {m: (d, n) for m, (d, n) in counts.items()}
 
 
 @dataclass(frozen=True)
@@ -251,6 +272,7 @@ class Lab:
     max_seconds: float = 120.0  # longest clip accepted from an upload
     decoding: Decoding = Decoding()  # decoding of every Compare answer (greedy)
     n_boot: int = 1000  # bootstrap resamples of the dashboard's intervals
+    queue_seed: str = "0"  # with the annotator's name, fixes the shuffled order of their tasks
 
     def __post_init__(self):
         self._local = threading.local()  # sqlite3 connections may not cross threads
@@ -482,12 +504,23 @@ class Lab:
         return {"label_id": label_id, "kind": store.VERDICT, "answer_id": answer_id, "annotator": annotator.strip(), "verdict": verdict}
 
     def human_answer(self, dataset: str, item_id: str, annotator: str, choice: str | None) -> dict[str, Any]:
-        """Store (or change) an annotator's own answer to an item (an option, or None / "I don't know")."""
+        """Store (or change) an annotator's own answer to an item (an option, or None / "I don't know").
+
+        Refused (ItemError / StoreError) for an item whose clip is missing and for one whose key the annotator has seen.
+        """
+        item = store.get_item(self.db(), dataset, item_id)
+        if item.audio_path is not None and not os.path.isfile(item.audio_path):
+            raise ItemError(f"the clip of item {item_id!r} is missing ({item.audio_path}): a human answer needs it, so none is stored")
         label_id = store.add_human_answer(self.db(), dataset, item_id, annotator, choice or None)
         return {
             "label_id": label_id, "kind": store.HUMAN_ANSWER, "dataset": dataset, "item_id": item_id,
             "annotator": annotator.strip(), "choice": choice or store.IDK_CHOICE,
         }
+
+    def saw_keys(self, annotator: str, items: Sequence[tuple[str, str]], via: str) -> None:
+        """Record that the annotator has seen the keys of these (dataset, item id) pairs: no human answer to them after."""
+        if (annotator or "").strip():
+            store.saw_keys(self.db(), annotator, items, via)
 
     def queue(
         self,
@@ -500,9 +533,13 @@ class Lab:
         unlabelled_only: bool = False,
         limit: int = QUEUE_LIMIT,
     ) -> Queue:
-        """The annotator's tasks in a fixed order, with their own labels so far, resuming at the first unlabelled.
+        """The annotator's tasks with their own labels so far, resuming at the first unlabelled.
 
-        :param mode: VERDICT_MODE (judge stored answers) or HUMAN_MODE (answer items with a key yourself)
+        The order is shuffled per annotator (and `queue_seed`) and stratified by modality, so that any prefix
+        covers the modalities in proportion. Human-baseline tasks are the items with a key and their clip that
+        the annotator has not seen the key of before answering; `left_out` counts the others by reason.
+
+        :param mode: VERDICT_MODE (judge stored answers) or HUMAN_MODE (answer items with a key and a clip yourself)
         :param unsure_only: only answers the parser could not read (verdict mode)
         :param unlabelled_only: leave out what this annotator has labelled already
         """
@@ -518,7 +555,7 @@ class Lab:
             if r["annotator"] == annotator and r["current"]
         }
         if mode == VERDICT_MODE:
-            entries = store.label_queue(db, dataset, None, modality, method, None, unsure_only, limit)
+            entries = store.label_queue(db, dataset, None, modality, method, None, unsure_only, QUEUE_LIMIT)
             tasks = [
                 Task(
                     VERDICT_MODE, e.item, e.answer_id, e.method, e.model_id, e.text, e.choice, str(e.outcome), e.parsed,
@@ -526,17 +563,34 @@ class Lab:
                 )
                 for e in entries
             ]
+            left_out: dict[str, int] = {}
         else:
-            names = [dataset] if dataset else [d["name"] for d in store.list_datasets(db)]
-            items = [s.item for name in names for s in store.stored_items(db, name, modality) if s.item.answer is not None]
-            tasks = []
-            for item in items[:limit]:
-                label = mine.get(f"{item.dataset}/{item.id}")
-                tasks.append(Task(HUMAN_MODE, item, mine=None if label is None else (label["choice"] or store.IDK_CHOICE)))
+            tasks, left_out = self._human_tasks(annotator, dataset, modality, mine)
+        tasks = stratified_order(tasks, key=lambda t: t.key, group=lambda t: t.item.modality, seed=f"{self.queue_seed}/{annotator}/{mode}")[:limit]
         if unlabelled_only:
             tasks = [t for t in tasks if t.mine is None]
         position = next((i for i, t in enumerate(tasks) if t.mine is None), 0)
-        return Queue(annotator, mode, tasks, position)
+        return Queue(annotator, mode, tasks, position, left_out)
+
+    def _human_tasks(
+        self, annotator: str, dataset: str | None, modality: str | None, mine: dict[str, dict[str, Any]]
+    ) -> tuple[list[Task], dict[str, int]]:
+        db = self.db()
+        names = [dataset] if dataset else [d["name"] for d in store.list_datasets(db)]
+        seen = store.key_views(db, annotator, dataset)
+        tasks, left_out = [], {NO_KEY: 0, NO_AUDIO: 0, KEY_SEEN: 0}
+        for item in (s.item for name in names for s in store.stored_items(db, name, modality)):
+            label = mine.get(f"{item.dataset}/{item.id}")
+            key_seen = (item.dataset, item.id) in seen
+            if item.answer is None:
+                left_out[NO_KEY] += 1
+            elif item.audio_path is None or not os.path.isfile(item.audio_path):
+                left_out[NO_AUDIO] += 1
+            elif key_seen and label is None:
+                left_out[KEY_SEEN] += 1
+            else:
+                tasks.append(Task(HUMAN_MODE, item, mine=None if label is None else (label["choice"] or store.IDK_CHOICE), key_seen=key_seen))
+        return tasks, {reason: n for reason, n in left_out.items() if n}
 
     # ------------------------------------------------------------ dashboard
 
@@ -571,7 +625,8 @@ class Lab:
         dataset = filters.dataset or next(iter(self.filter_choices()["datasets"]), None)
         if dataset is None:
             return Dashboard(filters, None, [], [], {}, _agreement([], []), {"runs": 0, "answers": 0, "labels": 0})
-        labels = [r for r in store.label_rows(db, dataset) if r["current"] and filters.annotator in (None, r["annotator"])]
+        everywhere = [r for r in store.label_rows(db) if r["current"] and filters.annotator in (None, r["annotator"])]
+        labels = [r for r in everywhere if r["dataset"] == dataset]
         verdicts = [r for r in labels if r["kind"] == store.VERDICT]
         runs = _latest_runs(store.list_runs(db, dataset, FULL), filters.backend)
         parser = store.run_outcomes(db, [r.id for r in runs], human=False)
@@ -598,17 +653,24 @@ class Lab:
             rows += [{"backend": backend, "model_id": model_id, **row} for row in table]
             if baseline is not None:
                 points += _points(table, outcomes, baseline, groups, filters.normalize, self.n_boot)
-        people = store.human_baseline(db, dataset, filters.annotator)
-        if people:
-            table = tables.metrics_table({"human": people}, groups, None, {"human": HUMAN}, self.n_boot)
+        people = store.human_baseline_report(db, dataset, filters.annotator)
+        if people.outcomes:
+            table = tables.metrics_table({"human": people.outcomes}, groups, None, {"human": HUMAN}, self.n_boot)
             rows += [{"backend": "-", "model_id": "-", **row} for row in table]
         counts = {
             "runs": len(runs),
             "answers": sum(len(p.outcomes) for p in parser.values()),
             "labels": len(verdicts),
             "human_answers": len(labels) - len(verdicts),
+            "human_used": people.used,  # the human row's answers
+            "human_excluded": people.n_excluded,  # human answers kept out of it (not blind, or no audio)
         }
-        return Dashboard(filters, dataset, rows, points, curves, _agreement(verdicts, labels), counts)
+        agreement = _agreement(verdicts, labels)
+        # with one dataset's labels only, pooling changes nothing: no second pass over them
+        same = len(everywhere) == len(labels)
+        agreement["pooled"] = dict(agreement) if same else _agreement([r for r in everywhere if r["kind"] == store.VERDICT], everywhere)
+        agreement["excluded_human_answers"] = {reason: n for reason, n in people.excluded.items() if n}
+        return Dashboard(filters, dataset, rows, points, curves, agreement, counts)
 
     def export_path(self, name: str) -> str:
         """A fresh file path in the exports folder (the only folder of the app's data the browser may download from)."""

@@ -22,17 +22,19 @@ import numpy as np
 import plotly.graph_objects as go
 from gradio.data_classes import FileData
 
-from annotations.store import IDK_CHOICE
+from annotations.store import IDK_CHOICE, VIA_API, VIA_COMPARE, VIA_VERDICT
 from reliability import ui_render
 from reliability.audio import SAMPLE_RATE, load_audio
-from reliability.errors import AudioError, ReliabilityError
+from reliability.errors import AudioError, ItemError, ReliabilityError
 from reliability.exports import export_table
-from reliability.lab import HUMAN, HUMAN_MODE, PARSER, UNKNOWN_MODALITY, VERDICT_MODE, DashboardFilters, Lab, MethodResult, Waiting
+from reliability.lab import (
+    HUMAN, HUMAN_MODE, LAB_DATASET, PARSER, UNKNOWN_MODALITY, VERDICT_MODE, DashboardFilters, Lab, MethodResult, Waiting, modality_counts,
+)
 
 log = logging.getLogger(__name__)
 
 ALL = "(all)"  # filter value meaning "no filter"
-MAX_CHOICES = 9  # choice buttons in human-baseline mode, on keys 1-9
+MAX_CHOICES = 9  # choice buttons in human-baseline mode, on keys 1-9 and A-I
 MODES = [("Judge model answers", VERDICT_MODE), ("Answer yourself (human baseline)", HUMAN_MODE)]
 SOURCES = [("human labels where they exist", HUMAN), ("parser only", PARSER)]
 NORMALIZE = [("all items (paper)", "total"), ("group size", "group")]
@@ -195,73 +197,138 @@ class Handlers:
         queue = self.lab.queue(
             annotator, mode, _value(dataset), _value(modality), _value(method), bool(unsure), bool(unlabelled)
         )
-        state = {"annotator": queue.annotator, "mode": queue.mode, "tasks": queue.tasks, "pos": queue.position}
+        state = {
+            "annotator": queue.annotator, "mode": queue.mode, "tasks": queue.tasks, "pos": queue.position,
+            "left_out": queue.left_out, "confirm": None, "ack": 0,
+        }
         if queue.tasks and queue.done:
             gr.Info(f"Resuming at item {queue.position + 1}: {queue.done} of {len(queue.tasks)} already labelled by {annotator}.")
         return (state, *self.show(state))
 
-    def move(self, state: dict | None, delta: int) -> tuple:
-        """Previous (-1) or next (+1) task."""
-        if not state or not state["tasks"]:
-            gr.Warning("Load the queue first.")
-            return (state, *self.show(state))
-        state = {**state, "pos": min(max(state["pos"] + delta, 0), len(state["tasks"]) - 1)}
+    def switch_mode(
+        self, typed: str, mode: str, dataset: str, modality: str, method: str, unsure: bool, unlabelled: bool, request: gr.Request
+    ) -> tuple:
+        """A new mode at once: its queue when a name is known, else an empty view with that mode's buttons only."""
+        if annotator_name(typed, request):
+            return self.load_queue(typed, mode, dataset, modality, method, unsure, unlabelled, request)
+        state = {"annotator": None, "mode": mode, "tasks": [], "pos": 0, "left_out": {}, "confirm": None, "ack": 0}
         return (state, *self.show(state))
 
-    @user_errors
+    def move(self, state: dict | None, delta: int) -> tuple:
+        """Previous (-1) or next (+1) task."""
+        if _usable(state, None):
+            state = {**state, "pos": min(max(state["pos"] + delta, 0), len(state["tasks"]) - 1), "confirm": None}
+        return self._ack(state)
+
     def verdict(self, state: dict | None, verdict: str) -> tuple:
         """Store the annotator's verdict on the current answer and go to the next unlabelled one."""
-        task = _current(state, VERDICT_MODE)
-        self.lab.label(task.answer_id, state["annotator"], verdict)
-        return self._saved(state, verdict)
+        return self._label(state, VERDICT_MODE, lambda task: (verdict, lambda: self.lab.label(task.answer_id, state["annotator"], verdict)))
 
-    @user_errors
     def choose(self, state: dict | None, index: int) -> tuple:
         """Store the annotator's own answer (option `index`, or -1 for "I don't know") and go on."""
-        task = _current(state, HUMAN_MODE)
-        choice = None if index < 0 else task.item.choices[index]
-        self.lab.human_answer(task.item.dataset, task.item.id, state["annotator"], choice)
-        return self._saved(state, choice or IDK_CHOICE)
 
-    def _saved(self, state: dict, mine: str) -> tuple:
+        def pick(task):
+            if index >= len(task.item.choices):
+                raise ItemError(f"this item has no option {index + 1}")
+            choice = None if index < 0 else task.item.choices[index]
+            return choice or IDK_CHOICE, lambda: self.lab.human_answer(task.item.dataset, task.item.id, state["annotator"], choice)
+
+        return self._label(state, HUMAN_MODE, pick)
+
+    def _label(self, state: dict | None, mode: str, pick: Callable[[Any], tuple[str, Callable[[], Any]]]) -> tuple:
+        """Every press ends here: stored and on to the next task, or a message saying why nothing changed.
+
+        :param pick: the current task -> (the label it would get, the call that stores it)
+        Never raises, so the browser's key buffer always hears back (the view's ack counter moves).
+        """
+        if not _usable(state, mode):
+            return self._ack(state)
+        task, pos = state["tasks"][state["pos"]], state["pos"]
+        try:
+            value, save = pick(task)
+        except ReliabilityError as exc:
+            gr.Warning(str(exc))
+            return self._ack(state)
+        if task.mine == value:
+            gr.Info(f"Already labelled “{value}”: unchanged.")
+            return self._ack({**state, "confirm": None})
+        if task.key_seen:
+            gr.Warning("You saw this item's answer key after answering it, so your answer stays as it was.")
+            return self._ack(state)
+        if task.mine is not None and state.get("confirm") != (task.key, value):
+            gr.Warning(f"Your label here is “{task.mine}”. Press the same key (or button) again to change it to “{value}”.")
+            return self._ack({**state, "confirm": (task.key, value)})
+        try:
+            save()
+        except ReliabilityError as exc:
+            gr.Warning(str(exc))
+            return self._ack({**state, "confirm": None})
+        except Exception as exc:  # the key buffer must hear back; the log keeps the traceback
+            log.exception("storing a label failed")
+            gr.Warning(f"internal error ({type(exc).__name__}); nothing was stored")
+            return self._ack({**state, "confirm": None})
         tasks = list(state["tasks"])
-        pos = state["pos"]
-        tasks[pos] = dataclasses.replace(tasks[pos], mine=mine)
+        tasks[pos] = dataclasses.replace(task, mine=value)
         # on to the next task this annotator has not labelled, after this one and then from the start
         order = list(range(pos + 1, len(tasks))) + list(range(pos))
         nxt = next((i for i in order if tasks[i].mine is None), None)
         if nxt is None:
-            gr.Info(f"All {len(tasks)} labelled. Thank you!")
-            nxt = min(pos + 1, len(tasks) - 1)
-        state = {**state, "tasks": tasks, "pos": nxt}
+            gr.Info(f"All {len(tasks)} labelled. Thank you! Changing a label now takes its key twice.")
+            nxt = pos  # stay: a stray key must not land on another task
+        return self._ack({**state, "tasks": tasks, "pos": nxt, "confirm": None})
+
+    def _ack(self, state: dict | None) -> tuple:
+        """The view after a press, with the ack counter moved so the browser sends the next buffered key."""
+        state = {"mode": VERDICT_MODE, "tasks": [], "pos": 0, "confirm": None, **(state or {})}
+        state["ack"] = state.get("ack", 0) + 1
         return (state, *self.show(state))
+
+    def note_compare_keys(self, typed: str, results: list[dict[str, Any]] | None, request: gr.Request) -> None:
+        """After a Compare: whoever typed an answer key has seen it (no blind human answer to that item by them)."""
+        name = annotator_name(typed, request)
+        items = [(LAB_DATASET, r["item_id"]) for r in results or [] if r.get("key") and r.get("item_id")]
+        if name and items:
+            self.lab.saw_keys(name, items, VIA_COMPARE)
 
     def show(self, state: dict | None) -> tuple:
         """Outputs of the annotate view: progress, audio, clip figure, task, verdict row, choice row, choice buttons."""
         tasks = (state or {}).get("tasks") or []
         mode = (state or {}).get("mode", VERDICT_MODE)
+        ack = (state or {}).get("ack", 0)
         if not tasks:
             who = (state or {}).get("annotator")
-            progress = ui_render.progress_text(0, 0, 0, who) if who else "Type your name and load the queue."
+            progress = ui_render.progress_text(0, 0, 0, who, left_out=state.get("left_out")) if who else "Type your name and load the queue."
             figure = ui_render.no_audio_figure("The clip of the task shows here.")
             hidden = [gr.update(visible=False)] * MAX_CHOICES
-            return (progress, None, figure, ui_render.task_html(None), gr.update(visible=mode == VERDICT_MODE), gr.update(visible=False), *hidden)
+            return (
+                progress, None, figure, ui_render.task_html(None, ack=ack), gr.update(visible=mode == VERDICT_MODE),
+                gr.update(visible=mode == HUMAN_MODE), *hidden,
+            )
         task = tasks[state["pos"]]
         done = sum(t.mine is not None for t in tasks)
+        if mode == VERDICT_MODE and task.item.answer is not None:
+            try:
+                self.lab.saw_keys(state["annotator"], [(task.item.dataset, task.item.id)], VIA_VERDICT)
+            except ReliabilityError as exc:  # e.g. a read-only notebook: nothing can be stored, the view still shows
+                gr.Warning(str(exc))
         audio, figure = clip_view(task.item.audio_path)
         choices = task.item.choices if mode == HUMAN_MODE else ()
         if len(choices) > MAX_CHOICES:
             gr.Warning(f"This item has {len(choices)} options; only the first {MAX_CHOICES} have buttons.")
         buttons = [
-            gr.update(visible=i < len(choices), value=f"{i + 1} · {choices[i]}" if i < len(choices) else "",
-                      variant="primary" if i < len(choices) and choices[i] == task.mine else "secondary")
+            gr.update(visible=i < len(choices), value=ui_render.choice_label(i, choices[i]) if i < len(choices) else "",
+                      variant="primary" if i < len(choices) and choices[i] == task.mine else "secondary",
+                      interactive=not task.key_seen)
             for i in range(MAX_CHOICES)
         ]
+        progress = ui_render.progress_text(
+            state["pos"], len(tasks), done, state["annotator"], modality_counts(tasks), state.get("left_out"),
+        )
         return (
-            ui_render.progress_text(state["pos"], len(tasks), done, state["annotator"]),
+            progress,
             audio,
             figure,
-            ui_render.task_html(task),
+            ui_render.task_html(task, ack=ack),
             gr.update(visible=mode == VERDICT_MODE),
             gr.update(visible=mode == HUMAN_MODE),
             *buttons,
@@ -381,6 +448,9 @@ class Api:
         )
         data = queue.as_dict()
         data["tasks"] = data["tasks"][: max(limit, 0)]
+        if queue.mode == VERDICT_MODE:  # the client now holds these keys: no blind human answer to those items after
+            keyed = [(t["dataset"], t["item_id"]) for t in data["tasks"] if t["answer_key"] is not None]
+            self.lab.saw_keys(queue.annotator, keyed, VIA_API)
         return data
 
     @user_errors
@@ -401,12 +471,18 @@ def _signature(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _current(state: dict | None, mode: str):
-    if not state or not state.get("tasks"):
-        raise gr.Error("Load the queue first: type your name and press Load queue.")
-    if state["mode"] != mode:
-        raise gr.Error("This button belongs to the other annotation mode; load the queue in that mode.")
-    return state["tasks"][state["pos"]]
+def _usable(state: dict | None, mode: str | None) -> bool:
+    """Whether a press can act on the current task; if not, a warning says why."""
+    if not state or not state.get("annotator"):
+        why = "Load the queue first: type your name and press Load queue."
+    elif not state.get("tasks"):
+        why = "This queue has no tasks: change the filters or the mode and load it again."
+    elif mode is not None and state["mode"] != mode:
+        why = "That key belongs to the other annotation mode; switch the mode to use it."
+    else:
+        return True
+    gr.Warning(why)
+    return False
 
 
 def _uploaded_path(audio: Any) -> str:

@@ -132,11 +132,14 @@ def why(steps: Sequence[dict[str, Any]]) -> str:
 # ---------------------------------------------------------------- annotate
 
 
-def task_html(task: Task | None) -> str:
-    """The labelling task: where it comes from, the question and options, and (judging) the model's answer."""
+def task_html(task: Task | None, ack: int = 0) -> str:
+    """The labelling task: where it comes from, the question and options, and (judging) the model's answer.
+
+    :param ack: how many presses the view has answered; the page's key buffer waits for it to move
+    """
     if task is None:
         return (
-            '<div class="lab-task lab-empty">Nothing to label here. Run a comparison in the Compare tab (or '
+            f'<div class="lab-task lab-empty" data-ack="{ack}">Nothing to label here. Run a comparison in the Compare tab (or '
             "<code>python -m reliability evaluate</code>), then load the queue again; or loosen the filters.</div>"
         )
     item = task.item
@@ -158,15 +161,32 @@ def task_html(task: Task | None) -> str:
             f'<div class="lab-text lab-answer">{_esc(task.text) or "(empty reply)"}</div>'
             f'<div class="lab-facts-line">parser read: {reading} → {parser} · verdicts by anyone: {task.n_labels}</div></div>'
         )
+        if item.answer is not None:
+            body += '<div class="lab-note">Judging shows the answer key: your own answer to this item no longer counts in the human baseline.</div>'
+    elif task.key_seen:
+        body += '<div class="lab-note">You saw this item\'s answer key after answering it: your answer stands and can no longer change.</div>'
     mine = f'<div class="lab-mine">your label: <b>{_esc(task.mine)}</b></div>' if task.mine else ""
-    return f'<div class="lab-task">{body}{mine}</div>'
+    return f'<div class="lab-task" data-ack="{ack}">{body}{mine}</div>'
 
 
-def progress_text(position: int, total: int, done: int, annotator: str) -> str:
-    """"Item 3 of 40 · 12 labelled by ana"."""
-    if total == 0:
-        return f"No tasks for **{annotator}** under these filters."
-    return f"Item **{position + 1}** of **{total}** · **{done}** labelled by **{annotator}**"
+def progress_text(
+    position: int, total: int, done: int, annotator: str,
+    by_modality: dict[str, tuple[int, int]] | None = None, left_out: dict[str, int] | None = None,
+) -> str:
+    """"Item 3 of 40 · 12 labelled by ana · sound 4/13 · music 4/14 · speech 4/13 · left out: 5 no audio"."""
+    parts = [f"No tasks for **{annotator}** under these filters."] if total == 0 else [
+        f"All **{total}** labelled by **{annotator}** · item **{position + 1}**" if done == total
+        else f"Item **{position + 1}** of **{total}** · **{done}** labelled by **{annotator}**"
+    ]
+    parts += [f"{_esc(m)} {d}/{n}" for m, (d, n) in (by_modality or {}).items()]
+    if left_out:
+        parts.append("left out: " + ", ".join(f"{n} {_esc(reason)}" for reason, n in left_out.items()))
+    return " · ".join(parts)
+
+
+def choice_label(index: int, choice: str) -> str:
+    """A human-baseline option button: its letter as in the question, and both its keys."""
+    return f"{letter(index)} · {choice}  [{letter(index)} / {index + 1}]"
 
 
 # ---------------------------------------------------------------- audio
@@ -264,11 +284,14 @@ def table_rows(dashboard: Dashboard) -> tuple[list[str], list[list[Any]]]:
     setups = {(r["backend"], r["model_id"]) for r in dashboard.rows if r["backend"] != "-"}
     headers = (["model"] if len(setups) > 1 else []) + list(TABLE_COLUMNS)
     data = []
-    for r in dashboard.rows:
+    excluded = dashboard.counts.get("human_excluded", 0)
+    # the human rows first (a stable sort): the reference every method is read against stays above the table's scroll
+    for r in sorted(dashboard.rows, key=lambda r: not _is_human(r)):
+        source = f"{r['source']} · {excluded} excluded" if _is_human(r) and excluded else r["source"]
         cells = [r["method"], r["group"], r["n"]]
         # whole-percent bounds keep the table narrow; the CSV download has them in full
         cells += [percent_cell(r, name, bound_digits=0, missing="–") for name in ("acc", "tru", "rel", "rej", "delta_con", "delta_hum")]
-        cells += [rgi_cell(r, missing="–"), r["source"]]
+        cells += [rgi_cell(r, missing="–"), source]
         data.append(([f"{r['backend']}/{r['model_id']}"] if len(setups) > 1 else []) + cells)
     return headers, data
 
@@ -293,22 +316,50 @@ def summary_text(dashboard: Dashboard) -> str:
 
 
 def agreement_text(dashboard: Dashboard) -> str:
-    """Parser-vs-human and inter-annotator agreement, in words."""
+    """Parser-vs-human and inter-annotator agreement in words, for the dataset shown and pooled over all datasets,
+    then what the human row is made of."""
     a = dashboard.agreement
-    if not a["parser_n"]:
-        return "**Agreement:** no human verdicts yet. Judge answers in the **Annotate** tab to see how often the parser agrees with people."
-    lines = [f"**Parser vs human:** {_share(a['parser_rate'])} of {a['parser_n']} verdicts agree with the parser's outcome."]
-    if len(a["annotators"]) > 1:
-        lines.append(f"**Inter-annotator:** Krippendorff's α (nominal) = {_number(a['alpha'])} over {len(a['annotators'])} annotators and {a['n_answers']} answers.")
+    pooled = a.get("pooled") or a
+    if not pooled["parser_n"]:
+        lines = ["**Agreement:** no human verdicts yet. Judge answers in the **Annotate** tab to see how often the parser agrees with people."]
+    else:
+        lines = [
+            f"**Agreement, {_esc(dashboard.dataset)}:** {_agreement_line(a)}",
+            f"**Agreement, all datasets pooled:** {_agreement_line(pooled)}",
+        ]
         shared = [k for k in a["kappas"] if k["n"]]
         if shared:
             kappas = ", ".join(f"{_esc(k['a'])}/{_esc(k['b'])} {_number(k['kappa'])} (n={k['n']})" for k in shared[:12])
-            lines.append(f"Cohen's κ per pair: {kappas}.")
-    else:
-        lines.append("Inter-annotator agreement needs a second annotator on the same answers.")
-    counts = ", ".join(f"{_esc(name)} {n}" for name, n in a["labels_by_annotator"].items())
-    lines.append(f"Labels per annotator: {counts}.")
+            lines.append(f"Cohen's κ per pair ({_esc(dashboard.dataset)}): {kappas}.")
+        counts = ", ".join(f"{_esc(name)} {n}" for name, n in a["labels_by_annotator"].items())
+        lines.append(f"Labels per annotator ({_esc(dashboard.dataset)}): {counts or 'none'}.")
+    human = human_row_text(dashboard)
+    if human:
+        lines.append(human)
     return "  \n".join(lines)
+
+
+def _agreement_line(a: dict[str, Any]) -> str:
+    if not a["parser_n"]:
+        return "no human verdicts."
+    text = f"parser vs human {_share(a['parser_rate'])} of {a['parser_n']} verdicts"
+    if len(a["annotators"]) > 1:
+        return text + f" · Krippendorff's α (nominal) {_number(a['alpha'])} over {len(a['annotators'])} annotators and {a['n_answers']} answers."
+    return text + " · inter-annotator agreement needs a second annotator on the same answers."
+
+
+def human_row_text(dashboard: Dashboard) -> str:
+    """What the human row counts: the blind answers to items with audio, and how many others it left out."""
+    c = dashboard.counts
+    used, excluded = c.get("human_used", 0), c.get("human_excluded", 0)
+    if not used and not excluded:
+        return ""
+    why = ", ".join(f"{n} {_esc(reason)}" for reason, n in dashboard.agreement.get("excluded_human_answers", {}).items())
+    return f"**Human row:** {used} human answers used, {excluded} excluded" + (f" ({why})." if why else ".")
+
+
+def _is_human(row: dict[str, Any]) -> bool:
+    return row["method"] == "human" and row["backend"] == "-"
 
 
 def _number(value: float | None) -> str:

@@ -263,3 +263,34 @@ def test_with_logins_the_annotator_is_the_signed_in_user(tmp_path, tone_wav):
         assert label["annotator"] == "ben"
         with pytest.raises(AppError, match="signed in as 'ben'"):
             client.predict(results[0]["answer_id"], "correct", "ana", api_name="/label")
+
+
+def test_the_human_baseline_api_needs_the_clip_and_a_blind_annotator(app, client, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    from annotations import store
+    from annotations.db import open_db
+    from reliability.types import Answer, Decoding, Item, Judgement, Outcome
+
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, np.zeros(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)
+    items = [Item(i, f"{i}?", ("x", "y"), "x", "sound", None if i == "mute" else str(clip), "api-mmau") for i in ("heard", "mute", "judged")]
+    con = open_db(app[1])
+    store.upsert_dataset(con, "api-mmau", [store.StoredItem(i) for i in items])
+    run = store.get_or_create_run(con, "api-mmau", {"backend": "scripted", "model_id": "m"}, {"method": "baseline"}, Decoding())
+    store.save_answers(con, run.id, [Answer("judged", "baseline", "y", Judgement("y", Outcome.WRONG, True, "t"), [], Decoding())], [None], "j")
+
+    queue = client.predict("dee", "human", "api-mmau", api_name="/queue")
+    assert {t["item_id"] for t in queue["tasks"]} == {"heard", "judged"} and all(t["has_audio"] for t in queue["tasks"])
+    assert queue["left_out"] == {"no audio": 1} and "answer_key" not in queue["tasks"][0]
+    judging = client.predict("dee", "verdict", "api-mmau", api_name="/queue")
+    assert judging["tasks"][0]["answer_key"] == "x"  # dee now knows the key of "judged"
+    with pytest.raises(AppError, match="'mute' has no audio"):
+        client.predict("api-mmau", "mute", "x", "dee", api_name="/human_answer")
+    with pytest.raises(AppError, match="dee saw the answer key of item 'judged' in the API"):
+        client.predict("api-mmau", "judged", "x", "dee", api_name="/human_answer")
+    client.predict("api-mmau", "heard", "y", "dee", api_name="/human_answer")
+    board = client.predict("human", "api-mmau", api_name="/metrics")
+    human = next(r for r in board["rows"] if r["method"] == "human" and r["group"] == "total")
+    assert (human["n"], human["wrong"]) == (1, 1) and board["counts"]["human_used"] == 1
+    assert client.predict("dee", "human", "api-mmau", api_name="/queue")["left_out"] == {"no audio": 1, "you saw the key": 1}

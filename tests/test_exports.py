@@ -116,6 +116,7 @@ def test_a_run_exports_in_mmau_submission_format(db, tmp_path):
 def test_the_metrics_table_exports_as_json_and_csv(db, tmp_path):
     add_run(db, "baseline", ["x", "x", "y", "y"])
     add_run(db, "idk", ["x", "y", "y", "y"])
+    db["items"].update(("toy", "id-0"), {"audio_path": "/clips/id-0.wav"})  # a human answer needs the clip
     store.add_human_answer(db, "toy", "id-0", "ann", "x")
     rows = exports.metrics_rows(db, "toy", n_boot=50)
     assert {(r["method"], r["group"]) for r in rows} >= {("baseline", "total"), ("idk", "music"), ("human", "total")}

@@ -8,11 +8,12 @@ import gradio as gr
 import numpy as np
 import pytest
 
+from annotations import store
 from reliability.errors import AudioError, ItemError, StoreError
-from reliability.lab import HUMAN_MODE, LAB_DATASET, PARSER, DashboardFilters, Lab, Waiting, resolve_key
-from reliability.types import Request
+from reliability.lab import HUMAN_MODE, KEY_SEEN, LAB_DATASET, NO_AUDIO, PARSER, DashboardFilters, Lab, Waiting, resolve_key
+from reliability.types import Answer, Decoding, Item, Judgement, Outcome, Request
 from reliability.ui import Api, Handlers
-from reliability.ui_render import audio_figure, result_cards, summary_text
+from reliability.ui_render import agreement_text, audio_figure, progress_text, result_cards, summary_text, table_rows
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPTIONS = ["a dog barking", "a steady tone", "a car horn"]
@@ -264,8 +265,9 @@ def test_annotating_by_handler_saves_and_moves_on(lab, tone_wav):
     assert state["pos"] == 1 and "**1** labelled" in progress and audio[0] == 16_000
     state, *_ = ui.move(state, -1)
     assert state["tasks"][state["pos"]].mine == "wrong"
-    with pytest.raises(gr.Error, match="other annotation mode"):
+    with pytest.warns(UserWarning, match="other annotation mode"):
         ui.choose(state, 0)
+    assert lab.db()["labels"].count == 1
 
 
 def test_the_human_baseline_by_handler_offers_the_options_as_buttons(lab, tone_wav):
@@ -273,10 +275,10 @@ def test_the_human_baseline_by_handler_offers_the_options_as_buttons(lab, tone_w
     ui = Handlers(lab)
     state, progress, _, _, task, verdict_row, choice_col, *buttons = ui.load_queue("ana", HUMAN_MODE, "lab", "(all)", "(all)", False, False, None)
     assert "answer key" not in task and verdict_row["visible"] is False and choice_col["visible"] is True
-    assert [b["value"] for b in buttons if b["visible"]] == [f"{i + 1} · {o}" for i, o in enumerate(OPTIONS)]
+    assert [b["value"] for b in buttons if b["visible"]] == [f"{'ABC'[i]} · {o}  [{'ABC'[i]} / {i + 1}]" for i, o in enumerate(OPTIONS)]
     state, progress, *_ = ui.choose(state, -1)  # "I don't know"
-    assert state["tasks"][0].mine == "I don't know" and "**1** labelled" in progress
-    with pytest.raises(gr.Error, match="other annotation mode"):
+    assert state["tasks"][0].mine == "I don't know" and "All **1** labelled" in progress
+    with pytest.warns(UserWarning, match="other annotation mode"):
         ui.verdict(state, "correct")
 
 
@@ -318,3 +320,132 @@ def test_build_demo_registers_the_stable_api_names_without_launching(lab):
     demo = build_demo(lab)
     public = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}
     assert public == {"compare", "label", "human_answer", "queue", "metrics"}
+
+
+# ---------------------------------------------------------------- a human baseline science can use
+
+
+def add_dataset(lab, clip, n=30, audio=lambda i: True):
+    """Dataset "mmau": n items, modalities in import order (all sound first), the clip where `audio(i)`."""
+    modality = ["sound", "music", "speech"]
+    items = [
+        Item(f"m{i}", f"Question {i}?", tuple(OPTIONS), KEY, modality[i * 3 // n], str(clip) if audio(i) else None, "mmau")
+        for i in range(n)
+    ]
+    store.upsert_dataset(lab.db(), "mmau", [store.StoredItem(i) for i in items])
+    return items
+
+
+def test_human_tasks_are_the_items_with_their_clip(lab, tone_wav, tmp_path):
+    gone = tmp_path / "gone.wav"
+    add_dataset(lab, tone_wav, n=6, audio=lambda i: i % 2 == 0)
+    store.upsert_dataset(lab.db(), "mmau", [store.StoredItem(Item("lost", "Q?", tuple(OPTIONS), KEY, "music", str(gone), "mmau"))])
+    queue = lab.queue("ana", HUMAN_MODE, "mmau")
+    assert {t.item.id for t in queue.tasks} == {"m0", "m2", "m4"}
+    assert queue.left_out == {NO_AUDIO: 4}
+    assert queue.as_dict()["left_out"] == {"no audio": 4}
+    with pytest.raises(StoreError, match="'m1' has no audio"):
+        lab.human_answer("mmau", "m1", "ana", KEY)
+    with pytest.raises(ItemError, match="the clip of item 'lost' is missing"):
+        lab.human_answer("mmau", "lost", "ana", KEY)
+    assert lab.db()["labels"].count == 0
+
+
+def test_every_annotators_queue_is_shuffled_and_balanced(lab, tone_wav):
+    add_dataset(lab, tone_wav, n=30)
+    ana, bob = (lab.queue(name, HUMAN_MODE, "mmau") for name in ("ana", "bob"))
+    assert [t.key for t in ana.tasks] != [t.key for t in bob.tasks]
+    assert [t.key for t in ana.tasks] == [t.key for t in lab.queue("ana", HUMAN_MODE, "mmau").tasks]  # resumable
+    first = [t.item.modality for t in ana.tasks[:6]]
+    assert {m: first.count(m) for m in set(first)} == {"sound": 2, "music": 2, "speech": 2}
+    assert ana.by_modality == {m: (0, 10) for m in ("sound", "music", "speech")}
+    assert "sound 0/10" in progress_text(0, 30, 0, "ana", ana.by_modality, {})
+
+
+def test_seeing_the_key_takes_the_item_out_of_that_annotators_human_baseline(lab, tone_wav):
+    ask(lab, tone_wav, methods=["baseline"])
+    ui = Handlers(lab)
+    lab.human_answer(LAB_DATASET, lab.queue("ana", HUMAN_MODE).tasks[0].item.id, "ana", KEY)  # blind, before judging
+    state, _, _, _, task, *_ = ui.load_queue("ana", "verdict", "(all)", "(all)", "(all)", False, False, None)
+    assert "no longer counts in the human baseline" in task  # said before the key is used
+    ui.load_queue("bob", "verdict", "(all)", "(all)", "(all)", False, False, None)  # bob sees the key too
+    queue = lab.queue("bob", HUMAN_MODE)
+    assert queue.tasks == [] and queue.left_out == {KEY_SEEN: 1}
+    with pytest.raises(StoreError, match="bob saw the answer key"):
+        lab.human_answer(LAB_DATASET, state["tasks"][0].item.id, "bob", KEY)
+    mine = lab.queue("ana", HUMAN_MODE).tasks[0]
+    assert mine.mine == KEY and mine.key_seen  # ana's blind answer stands, and can no longer change
+    board = lab.metrics()
+    assert (board.counts["human_used"], board.counts["human_excluded"]) == (1, 0)
+
+
+def test_every_press_is_stored_in_order_and_a_change_takes_two(lab, tone_wav):
+    ask(lab, tone_wav, methods=["baseline", "idk"])
+    ui = Handlers(lab)
+    state, *_ = ui.load_queue("ana", "verdict", "(all)", "(all)", "(all)", False, False, None)
+    first, second = (t.answer_id for t in state["tasks"])
+    state, *_ = ui.verdict(state, "wrong")
+    state, progress, *_ = ui.verdict(state, "wrong")  # the next task, not the same one again
+    assert "All **2** labelled" in progress and state["pos"] == 1
+    stored = lambda: {r["answer_id"]: r["verdict"] for r in store.label_rows(lab.db())}
+    assert stored() == {first: "wrong", second: "wrong"}
+    with pytest.warns(UserWarning, match="again to change it"):
+        state, *_ = ui.verdict(state, "idk")  # a stray key after "all labelled" changes nothing
+    assert stored()[second] == "wrong"
+    state, *_ = ui.verdict(state, "idk")  # the same key again: the change is meant
+    assert stored()[second] == "idk" and state["pos"] == 1
+    acks = state["ack"]
+    state, _, _, _, task, *_ = ui.verdict(state, "idk")
+    assert state["ack"] == acks + 1 and f'data-ack="{acks + 1}"' in task  # a repeat is answered, and unchanged
+    assert stored()[second] == "idk" and len(stored()) == 2
+
+
+def test_switching_mode_shows_only_that_modes_buttons_at_once(lab, tone_wav):
+    ask(lab, tone_wav, methods=["baseline"])
+    ui = Handlers(lab)
+    _, _, _, _, _, verdict_row, choice_col, *_ = ui.switch_mode("", HUMAN_MODE, "(all)", "(all)", "(all)", False, False, None)
+    assert (verdict_row["visible"], choice_col["visible"]) == (False, True)
+    state, _, _, _, _, verdict_row, choice_col, *_ = ui.switch_mode("ana", "verdict", "(all)", "(all)", "(all)", False, False, None)
+    assert (verdict_row["visible"], choice_col["visible"]) == (True, False) and len(state["tasks"]) == 1
+    with pytest.warns(UserWarning, match="has no tasks"):
+        ui.move({**state, "tasks": []}, 1)
+
+
+def test_compare_with_a_key_counts_as_seeing_it(lab, tone_wav):
+    results = ask(lab, tone_wav, methods=["baseline"])
+    Handlers(lab).note_compare_keys("ana", [r.as_dict() for r in results], None)
+    assert lab.queue("ana", HUMAN_MODE).left_out == {KEY_SEEN: 1}
+
+
+def test_agreement_is_pooled_over_datasets_and_the_human_row_leads_the_table(lab, tone_wav):
+    results = ask(lab, tone_wav, methods=["baseline"])
+    add_dataset(lab, tone_wav, n=3)
+    run = store.get_or_create_run(lab.db(), "mmau", {"backend": "scripted", "model_id": "m"}, {"method": "baseline"}, Decoding(), "full")
+    store.save_answers(lab.db(), run.id, [Answer("m0", "baseline", "A", Judgement("a dog barking", Outcome.WRONG, True, "t"), [], Decoding())], [None], "j")
+    for name in ("ana", "bob"):
+        lab.label(store.content_id(run.id, "m0"), name, "wrong")
+    lab.label(results[0].answer_id, "ana", "correct")
+    lab.human_answer("mmau", "m1", "cy", KEY)
+    lab.db()["key_views"].insert({"dataset": "mmau", "item_id": "m1", "annotator": "cy", "via": "judge mode", "seen_at": "2000-01-01"})
+    lab.human_answer("mmau", "m2", "cy", KEY)
+    board = lab.metrics(DashboardFilters(dataset=LAB_DATASET))
+    assert board.agreement["parser_n"] == 1 and board.agreement["pooled"]["parser_n"] == 3
+    assert board.agreement["pooled"]["annotators"] == ["ana", "bob"]
+    text = agreement_text(board)
+    assert "all datasets pooled" in text and "Krippendorff" in text
+    mmau = lab.metrics(DashboardFilters(dataset="mmau"))
+    assert (mmau.counts["human_used"], mmau.counts["human_excluded"]) == (1, 1)
+    headers, rows = table_rows(mmau)
+    assert rows[0][0] == "human" and rows[0][-1] == "human · 1 excluded"
+    assert "1 human answers used, 1 excluded (1 key seen first)" in agreement_text(mmau)
+
+
+def test_a_press_for_a_missing_option_or_without_a_queue_says_why(lab, tone_wav):
+    ask(lab, tone_wav, methods=["baseline"])
+    ui = Handlers(lab)
+    with pytest.warns(UserWarning, match="Load the queue first"):
+        state, *_ = ui.verdict(None, "wrong")
+    state, *_ = ui.load_queue("ana", HUMAN_MODE, "(all)", "(all)", "(all)", False, False, None)
+    with pytest.warns(UserWarning, match="no option 9"):
+        after, *_ = ui.choose(state, 8)
+    assert after["ack"] == state["ack"] + 1 and lab.db()["labels"].count == 0
