@@ -62,9 +62,8 @@ def test_guided_decoding_rules(content, choices, guided, idk):
     req = request(content, choices)
     assert cascade._is_guided(req) is guided
     assert cascade._offers_idk(req) is idk
-    # each choice is scored as the prompt labels it, never inside a shared template; a guided reply may always abstain
-    labelled = [f"({prompts.letter(k)}) {c}" for k, c in enumerate(choices)]
-    assert cascade._replies(req, guided) == ([*labelled, prompts.IDK_REPLY] if guided else labelled)
+    # each choice is scored as its own text, never inside a shared template; a guided reply may always abstain
+    assert cascade._replies(req, guided) == ([*choices, prompts.IDK_REPLY] if guided else list(choices))
 
 
 @pytest.mark.parametrize(

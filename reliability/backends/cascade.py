@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from reliability.backends.base import Backend
 from reliability.errors import BackendError
 from reliability.evidence import EvidenceExtractor
-from reliability.prompts import IDK_REPLY, letter
+from reliability.prompts import IDK_REPLY
 from reliability.text_model import DEFAULT_TEXT_MODEL, Progress, load_text_model, require, text_model_spec
 from reliability.types import Decoding, Generation, Request
 
@@ -34,16 +34,15 @@ SYSTEM_NO_AUDIO = "You answer questions. No audio is attached; answer from the t
 # The evidence follows the method's text: measured on the demo items, the 0.5B model used it far more
 # often there than in front of the question.
 EVIDENCE_BLOCK = "{content}\n\nAudio evidence:\n{evidence}"
-# Guided decoding scores each reply by the summed log-probability of its own tokens (end-of-turn
+# Guided decoding scores each choice's own text by its summed log-probability (end-of-turn
 # included). A shared template before the choice ("The correct choice is (B) ...") drowned the
-# choice's own tokens: four choices landed within 0.05 nats and the letter decided.
+# choice's own tokens: four choices landed within 0.05 nats and the letter decided. On the dev set
+# the bare text also beat "(B) choice" (12 against 9 of the first 15 answerable questions).
 # "I don't know" is a short reply with a high prior: offered, it won every time on its own score.
 # Where a prompt offers it, it therefore competes as the runner-up choice's score plus this margin
 # (nats): the model abstains when its best choice is not clearly ahead of the next. Chosen on the
 # dev set of real recordings (docs/DEV_SET.md).
 ABSTAIN_MARGIN = 1.0
-# A reply names a choice as the prompt labels it, the form the model writes by itself.
-CHOICE_REPLY = "({letter}) {choice}"
 # A prompt that asks for reasoning before its answer (MCoT) is decoded freely; see _is_guided.
 REASONING = re.compile(r"step by step|\"Answer:", re.IGNORECASE)
 
@@ -161,9 +160,6 @@ class CascadeBackend(Backend):
                     meta = {"cascade": CASCADE_PROMPT_VERSION, "answered_by": _LISTENERS.get(step, "YAMNet tags"), "evidence": found.as_dict()}
                     out[i] = Generation([_listened(step, found)], None, meta)
             return out
-
-    def choice_reply(self, choices: tuple[str, ...], index: int) -> str:
-        return CHOICE_REPLY.format(letter=letter(index), choice=choices[index])
 
     def render(self, request: Request) -> str:
         """The exact prompt text the text model reads for a request (evidence included); the LoRA trainer uses it."""
@@ -388,8 +384,7 @@ def _replies(request: Request, guided: bool) -> list[str]:
     LoRA adapter) can; without the instruction, the base model's own score for it is far below
     the choices' (about -20 against -4 to -15 nats on the dev set).
     """
-    replies = [CHOICE_REPLY.format(letter=letter(k), choice=c) for k, c in enumerate(request.choices)]
-    return [*replies, IDK_REPLY] if guided else replies
+    return [*request.choices, IDK_REPLY] if guided else list(request.choices)
 
 
 def _with_abstention(scores: list[float], offered: bool, margin: float) -> list[float]:
