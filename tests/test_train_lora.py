@@ -67,7 +67,7 @@ def qwen(request):
 
 
 def tiny_cascade():
-    """The cascade backend with a tiny random Qwen2 text model in place of the 0.5B one: the same training code path."""
+    """The cascade backend with a tiny random Qwen2 text model in place of the 1.5B one: the same training code path."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from reliability.backends.cascade import CascadeBackend
@@ -89,7 +89,7 @@ def tiny_cascade():
     backend = CascadeBackend()
     backend.text_model, backend.tokenizer = model, tokenizer
     # the evidence step is the cascade's own business (tested with it); here a fixed reading of the clip
-    backend.evidence = lambda samples, key=None: Evidence(1.0, -12.0, -3.0, "other", {"other": 1.0}, [("Dog", 0.9)], "")
+    backend.evidence = lambda samples, key=None, hotwords=(): Evidence(1.0, -12.0, -3.0, "other", {"other": 1.0}, [("Dog", 0.9)], "")
     return backend
 
 
@@ -168,8 +168,8 @@ def test_the_training_prompt_is_the_inference_prompt(backend, clip_path):
 def test_the_target_is_said_as_the_backend_answers(qwen, cascade, clip_path):
     idk, gold = examples(clip_path, n=2)
     assert trainee_for(qwen).reply(gold) == "dog" and trainee_for(qwen).reply(idk) == prompts.IDK_REPLY
-    # the cascade scores "The correct choice is (A) dog" against "I don't know": it learns those replies
-    assert trainee_for(cascade).reply(gold) == "The correct choice is (A) dog"
+    # the cascade scores each choice's own text against "I don't know": it learns those replies
+    assert trainee_for(cascade).reply(gold) == "dog"
     assert trainee_for(cascade).reply(idk) == prompts.IDK_REPLY
 
 
