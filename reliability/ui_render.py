@@ -20,14 +20,13 @@ from reliability.methods import LORA_PREFIX
 from reliability import plots
 from reliability.plots import TEMPLATE, empty_figure
 from reliability.prompts import letter
-from reliability.tables import percent_cell, rgi_cell
+from reliability.tables import table_cells, table_headers
 
 METHOD_TITLES = {"baseline": "Baseline", "idk": "IDK prompting", "mcot": "MCoT", "agent": "Task Agent"}
 OUTCOME_BADGES = {"correct": "✓ correct", "wrong": "✗ wrong", "idk": "? I don't know"}
 WAVEFORM_POINTS = 1200  # envelope columns drawn for the waveform, whatever the clip's length
 SPECTROGRAM_FRAMES = 600  # most spectrogram columns sent to the browser
 N_MELS = 64
-TABLE_COLUMNS = ("method", "group", "n", "Acc", "Tru", "Rel", "Rej", "ΔCon", "ΔHum", "RGI", "source")
 
 
 def method_title(name: str) -> str:
@@ -241,13 +240,11 @@ def figures_page(figures: Sequence[go.Figure], title: str) -> str:
 def table_rows(dashboard: Dashboard) -> tuple[list[str], list[list[Any]]]:
     """The dashboard table: headers and rows, rates in percent with their 95 % intervals."""
     setups = {(r["backend"], r["model_id"]) for r in dashboard.rows if r["backend"] != "-"}
-    headers = (["model"] if len(setups) > 1 else []) + list(TABLE_COLUMNS)
+    headers = table_headers(["model"] if len(setups) > 1 else [])
     data = []
     for r in dashboard.rows:
-        cells = [r["method"], r["group"], r["n"]]
         # whole-percent bounds keep the table narrow; the CSV download has them in full
-        cells += [percent_cell(r, name, bound_digits=0, missing="–") for name in ("acc", "tru", "rel", "rej", "delta_con", "delta_hum")]
-        cells += [rgi_cell(r, missing="–"), r["source"]]
+        cells = table_cells(r, bound_digits=0, missing="–")
         data.append(([f"{r['backend']}/{r['model_id']}"] if len(setups) > 1 else []) + cells)
     return headers, data
 
