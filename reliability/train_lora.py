@@ -134,7 +134,7 @@ class CascadeTrainee(Trainee):
         ANSWER_TEMPLATE, and IDK_REPLY: the adapter learns exactly the replies it will be scored on."""
         from reliability.backends.cascade import ANSWER_TEMPLATE
 
-        if example.is_idk or not example.item.choices:
+        if example.is_idk or example.item.answer not in example.item.choices:  # unanswerable: the target is IDK_REPLY
             return super().reply(example)
         index = example.item.choices.index(example.item.answer)
         return ANSWER_TEMPLATE.format(letter=prompts.letter(index), choice=example.item.answer)

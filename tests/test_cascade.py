@@ -116,11 +116,11 @@ def test_demo_baseline_answers_and_idk_abstains(backend):
     baseline = ask(get_method("baseline"), backend, items, clips)
     for item, answer in zip(items, baseline):
         print(f"baseline {item.id}: {answer.outcome} {answer.text!r}")
-    answerable = [a for item, a in zip(items, baseline) if item.answer is not None]
+    answerable = [a for item, a in zip(items, baseline) if item.answer != prompts.IDK_REPLY]
     correct = sum(a.outcome == Outcome.CORRECT for a in answerable)
     assert correct * 2 >= len(answerable), f"baseline got {correct} of {len(answerable)} answerable demo questions"
     assert all(a.confidence is not None for a in answerable)  # option log-probs give every answer a confidence
-    unanswerable = [(item, clip) for item, clip in zip(items, clips) if item.answer is None]
+    unanswerable = [(item, clip) for item, clip in zip(items, clips) if item.answer == prompts.IDK_REPLY]
     idk = ask(get_method("idk"), backend, [i for i, _ in unanswerable], [c for _, c in unanswerable])
     for (item, _), answer in zip(unanswerable, idk):
         assert answer.outcome == Outcome.IDK, (item.id, answer.text)
