@@ -172,3 +172,34 @@ def test_bad_predictions_are_all_reported_and_none_imported(db, tmp_path):
         (4, "duplicate id (first at record 1)"),
     ]
     assert db["runs"].count == 0 and db["answers"].count == 0
+
+
+@pytest.mark.parametrize(
+    "reply, choice, outcome",
+    [
+        ("(C)", "thirteen", "correct"),  # the third option as the model saw it, not the merged list's "five"
+        ("C", "thirteen", "correct"),
+        ("(D) five", "five", "wrong"),
+        ("D", "five", "wrong"),
+        ("B", "twenty", "wrong"),
+        ("thirteen", "thirteen", "correct"),
+    ],
+)
+def test_imported_letters_name_the_options_as_the_model_saw_them(db, tmp_path, reply, choice, outcome):
+    repeated = record(0, choices=["thirteen", "twenty", "thirteen", "five"], answer="thirteen")
+    import_dataset(db, write_json(tmp_path, [repeated]))
+    assert store.get_items(db, "toy")[0].choices == ("thirteen", "twenty", "five")
+    report = import_predictions(db, write_json(tmp_path, [{"id": "id-0", "model_output": reply}], "preds.json"), "toy", "m")
+    (row,) = store.answer_rows(db, [report.run_id])
+    assert (row["choice"], row["parser_outcome"]) == (choice, outcome)
+
+
+def test_imported_letters_follow_the_hugging_face_record_too(db, tmp_path):
+    hf = {
+        "instruction": "How many beeps?", "choices": ["(A) 3", "(B) 13", "(C) 3", "(D) 8"], "answer": "(D) 8",
+        "other_attributes": {"id": "hf-0", "task": "sound"},
+    }
+    import_dataset(db, write_json(tmp_path, [hf], "hf.json"), name="hf")
+    report = import_predictions(db, write_json(tmp_path, [{"id": "hf-0", "model_output": "(D)"}], "preds.json"), "hf", "m")
+    (row,) = store.answer_rows(db, [report.run_id])
+    assert (row["choice"], row["parser_outcome"]) == ("8", "correct")
