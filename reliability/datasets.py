@@ -11,7 +11,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -175,13 +175,24 @@ def import_predictions(
         JUDGE_VERSION,
         source=path,
     )
-    answers = [Answer(stored.item.id, method, text, _judge_as_shown(text, stored), [], decoding) for stored, text in replies]
+    answers = [Answer(stored.item.id, method, text, judge_as_shown(text, stored), [], decoding) for stored, text in replies]
     store.save_answers(db, run.id, answers, [None] * len(answers), JUDGE_VERSION)
     report.run_id, report.imported = run.id, len(answers)
     return report
 
 
-def _judge_as_shown(text: str, stored: store.StoredItem) -> Judgement:
+def imported_items(db: sqlite_utils.Database, run_ids: Iterable[str]) -> dict[str, store.StoredItem]:
+    """Answer id -> its stored item, for the answers of runs imported from predictions files, whose replies
+    are judged against the source record's options (judge_as_shown), also when re-judged."""
+    found = {}
+    for run_id in set(run_ids):
+        run = store.get_run(db, run_id)
+        if run.backend == EXTERNAL:
+            found.update((store.content_id(run.id, s.item.id), s) for s in store.stored_items(db, run.dataset))
+    return found
+
+
+def judge_as_shown(text: str, stored: store.StoredItem) -> Judgement:
     """Judge a reply made elsewhere against the options as that model saw them: the source record's list,
     repeats included, so that "(C)" names the third option there; the choice is then the merged option."""
     item = stored.item
