@@ -139,7 +139,8 @@ _BARE_LETTER = re.compile(
 _HAS_WORD = re.compile(r"[^\W_]")
 
 _WORD = re.compile(r"[^\W_]+#?")  # keeps "c#" apart from "c"; splits "dog_barking" into two words
-_FUNCTION_WORDS = frozenset("a an the of in on at to and or is are was it its this that with by for from be as".split())
+# function words, and the pieces that contractions and possessives leave ("it's" -> "it", "s")
+_FUNCTION_WORDS = frozenset("a an the of in on at to and or is are was it its this that with by for from be as s t d ll re ve m".split())
 
 _STATED_RULES = ("exact text", "letter", "option number")  # these outweigh a hedge in the same text
 
@@ -322,7 +323,7 @@ def _rule_out(text: str, choices: Sequence[str], options: list[tuple[int, tuple[
     pattern = re.compile(
         rf"(?:\bnot|n't|\bnever|\bneither|\brather\s+than|\binstead\s+of)\s+{_NEG_FILLER}{chain}"
         rf"|\b(?:rule|rules|ruled|ruling)\s+out\s+{_NEG_FILLER}{chain}|\beliminat\w*\s+{_NEG_FILLER}{chain}"
-        rf"|(?<!\w){chain}\s+(?:is|are|was|seems|would\s+be)\s+(?:also\s+|clearly\s+|definitely\s+|probably\s+)?{_WRONG_WORD}",
+        rf"|(?<!\w){chain}[.,]?\s+(?:is|are|was|seems|would\s+be)\s+(?:also\s+|clearly\s+|definitely\s+|probably\s+)?{_WRONG_WORD}",
         re.IGNORECASE,
     )
     ruled_out: set[int] = set()
