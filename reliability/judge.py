@@ -12,7 +12,8 @@ know" -> idk). If that line names nothing, the whole reply is read.
 
 Reading one piece of text, the first rule that fires decides:
 
-1. exact option text: the whole text equals one option ("woman." -> "Woman"). It comes before the
+1. exact option text: the whole text equals one option ("woman." -> "Woman"; "Emaj/1" -> "E:maj/1":
+   spacing and punctuation aside). It comes before the
    letter rule because some options are letters themselves (chord roots "G", "D"; tempo "A".."D"),
    and our prompts ask for the option's text.
    Then negation scopes options out: an option or letter right after "not", "n't", "never",
@@ -269,7 +270,8 @@ def _read(text: str, choices: Sequence[str]) -> tuple[int | None, str]:
     options = _distinct_options(choices)
     words = _words(text)
     for index, option_words in options:
-        if words == option_words:
+        # spacing and punctuation aside: "Emaj/1" is the chord "E:maj/1"
+        if words == option_words or "".join(words) == "".join(option_words):
             return index, "exact text"
     text, ruled_out = _rule_out(text, choices, options)
     words = _words(text)

@@ -144,6 +144,7 @@ CASES = [
         "tapping on glass",
         LAST_SOUND, "tapping_on_glass", "tapping_on_glass", C, True, id="exact-underscores",
     ),
+    pytest.param("Answer: Emaj/1", ("F#:7/1", "B:maj/1", "E:maj/1", "D#:7/1"), "B:maj/1", "E:maj/1", W, True, id="exact-chord-symbol"),
     # option phrase in a sentence
     pytest.param("The speaker is a woman.", VOICE, "Man", "Woman", W, True, id="woman-is-not-man"),
     pytest.param("A man is speaking in a calm voice.", VOICE, "Man", "Man", C, True, id="article-A-not-letter"),
