@@ -19,7 +19,7 @@ from reliability.lab import HUMAN_MODE, Dashboard, MethodResult, Task
 from reliability.methods import LORA_PREFIX
 from reliability import plots
 from reliability.plots import TEMPLATE, empty_figure
-from reliability.prompts import letter
+from reliability.prompts import IDK_REPLY, letter
 from reliability.tables import table_cells, table_headers
 
 METHOD_TITLES = {"baseline": "Baseline", "idk": "IDK prompting", "mcot": "MCoT", "agent": "Task Agent"}
@@ -128,6 +128,8 @@ def task_html(task: Task | None) -> str:
     if judging:
         if item.answer is None:
             body += '<div class="lab-note">This item has no answer key: judge whether the answer is right from the audio.</div>'
+        elif item.answer == IDK_REPLY and IDK_REPLY not in item.choices:
+            body += '<div class="lab-note">The audio cannot answer this question: its key is &quot;I don&#x27;t know&quot;, so abstaining is right.</div>'
         parser = f"{_esc(task.parser_outcome)}" + ("" if task.parsed else ' · <span class="lab-unsure">parser unsure</span>')
         reading = _esc(task.parser_choice) if task.parser_choice else "no option"
         body += (
