@@ -1,10 +1,13 @@
 """Tests of the judge: realistic LALM replies -> choice / outcome / parsed, MMAU's scorer, errors."""
+import json
 import re
+from pathlib import Path
 
 import pytest
 
 from reliability.errors import ReliabilityError
 from reliability.judge import JUDGE_VERSION, JudgeError, judge, mmau_match, read_choice
+from reliability.prompts import IDK_REPLY
 from reliability.types import Outcome
 
 C, W, I = Outcome.CORRECT, Outcome.WRONG, Outcome.IDK
@@ -464,7 +467,20 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("reply, choices, answer, choice, outcome, parsed", CASES)
+# Real replies of the default backend (cascade, Qwen2.5-Coder-0.5B) running MCoT and the Task Agent on
+# the demo items (with their clips) and on MMAU test-mini questions (without audio), collected once
+# by scripts/collect_judge_replies.py; each expected reading was checked by reading the reply.
+REAL = json.loads((Path(__file__).parent / "data" / "judge_replies.json").read_text(encoding="utf-8"))
+REAL_CASES = [
+    pytest.param(
+        r["reply"], tuple(r["choices"]), r["answer"], r["choice"], Outcome(r["outcome"]), r["parsed"],
+        id=f"real-{r['method']}-{r['id'][:13]}",
+    )
+    for r in REAL
+]
+
+
+@pytest.mark.parametrize("reply, choices, answer, choice, outcome, parsed", CASES + REAL_CASES)
 def test_judge_table(reply, choices, answer, choice, outcome, parsed):
     verdict = judge(reply, choices, answer)
     assert (verdict.choice, verdict.outcome, verdict.parsed) == (choice, outcome, parsed), verdict.rule
@@ -472,10 +488,29 @@ def test_judge_table(reply, choices, answer, choice, outcome, parsed):
 
 
 def test_table_is_large_and_varied():
-    assert len(CASES) >= 60
-    outcomes = {case.values[4] for case in CASES}
+    assert len(CASES + REAL_CASES) >= 250
+    assert len(REAL) >= 50 and {r["method"] for r in REAL} == {"mcot", "agent"}
+    outcomes = {case.values[4] for case in CASES + REAL_CASES}
     assert outcomes == {C, W, I}
-    assert any(case.values[5] is False for case in CASES)
+    assert any(case.values[5] is False for case in REAL_CASES)
+
+
+def test_unanswerable_key():
+    unanswerable = ("Anna", "Maria", "Laura", "Sofia")  # demo/items.json: the clip never says a name
+    assert judge("I don't know.", unanswerable, IDK_REPLY).outcome == I
+    assert judge("Answer: Maria", unanswerable, IDK_REPLY).outcome == W
+    assert judge("The speaker's name is not mentioned.", unanswerable, IDK_REPLY).parsed is False
+    assert judge("I don't know", ("Yes", "No", "I don't know"), "I don't know").outcome == C  # an option like any
+    with pytest.raises(JudgeError):
+        judge("Maria", unanswerable, "Nobody")
+
+
+def test_the_demo_marks_unanswerable_questions_with_the_idk_reply():
+    demo = json.loads((Path(__file__).parents[1] / "demo" / "items.json").read_text())
+    keys = [item["answer"] for item in demo]
+    assert keys.count(IDK_REPLY) == 3 and None not in keys
+    script = (Path(__file__).parents[1] / "scripts" / "make_demo_clips.py").read_text()
+    assert f'IDK_REPLY = "{IDK_REPLY}"' in script  # the generator writes the same key
 
 
 @pytest.mark.parametrize(
