@@ -547,7 +547,8 @@ class Lab:
             )
             rows += [{"backend": backend, "model_id": model_id, **row} for row in table]
             if baseline is not None:
-                points += _points(table, outcomes, baseline, groups, filters.normalize, self.n_boot)
+                counted = tables.counted_outcomes(outcomes, keyless, human)
+                points += _points(table, counted, baseline, groups, filters.normalize, self.n_boot)
         people = store.human_baseline(db, dataset, filters.annotator)
         if people:
             table = tables.metrics_table({"human": people}, groups, None, {"human": HUMAN}, self.n_boot)

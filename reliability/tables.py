@@ -80,9 +80,8 @@ def metrics_table(
     `_low` / `_high` interval bounds (None where undefined; RGI may be ±inf), rgi_label, mmau_acc
     with its bounds and mmau_n, left_out (a count, with the reason in left_out_why).
     """
-    keyless = frozenset(keyless)
-    counted = {label: _counted(result, keyless, (human or {}).get(label, ())) for label, result in outcomes.items()}
-    reference = {k: outcomes[baseline][k] for k in counted[baseline]} if baseline in counted else None
+    counted = counted_outcomes(outcomes, keyless, human)
+    reference = counted.get(baseline) if baseline is not None else None
     rows = []
     for label, result in outcomes.items():
         ref = None if reference is None or label == baseline else reference
@@ -162,10 +161,17 @@ def _row(
     return row
 
 
-def _counted(result: Outcomes, keyless: frozenset[str], human: Collection[str]) -> set[str]:
-    """The items of one label that count: those with a key, and keyless ones a person judged."""
-    judged = set(human)
-    return {k for k in result if k not in keyless or k in judged}
+def counted_outcomes(
+    outcomes: Mapping[str, Outcomes], keyless: Collection[str] = (), human: Mapping[str, Collection[str]] | None = None
+) -> dict[str, dict[str, Outcome | str]]:
+    """The outcomes that count in any figure, per label: items with an answer key, and keyless items whose
+    outcome under that label is a human verdict (`human`: label -> those item ids)."""
+    keyless = frozenset(keyless)
+    counted = {}
+    for label, result in outcomes.items():
+        judged = set((human or {}).get(label, ()))
+        counted[label] = {k: v for k, v in result.items() if k not in keyless or k in judged}
+    return counted
 
 
 def _mmau_columns(ids: Sequence[str], matches: Mapping[str, bool] | None, n_boot: int, level: float, seed: int) -> dict[str, Any]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from reliability import ui_render
 from reliability.lab import Dashboard, DashboardFilters
-from reliability.tables import COLUMNS, MMAU_ACC, format_table, metrics_table, table_cells, table_headers
+from reliability.tables import COLUMNS, MMAU_ACC, counted_outcomes, format_table, metrics_table, table_cells, table_headers
 from reliability.types import Outcome
 
 C, W, R = Outcome.CORRECT, Outcome.WRONG, Outcome.IDK
@@ -67,3 +67,9 @@ def test_mmau_accuracy_is_its_own_column_with_an_interval():
     plain = by(metrics_table({"baseline": BASELINE}, GROUPS, n_boot=20))
     assert plain["baseline", "total"][MMAU_ACC] is None and plain["baseline", "total"]["mmau_n"] == 0
 
+
+
+def test_counted_outcomes_keep_keyed_items_and_person_judged_keyless_ones():
+    counted = counted_outcomes({"baseline": BASELINE, "idk": IDK}, KEYLESS, {"baseline": {"open2"}})
+    assert set(counted["baseline"]) == {"k1", "k2", "k3", "k4", "open2"}
+    assert set(counted["idk"]) == {"k1", "k2", "k3", "k4"}
