@@ -140,15 +140,19 @@ _BARE_LETTER = re.compile(
 _HAS_WORD = re.compile(r"[^\W_]")
 
 _WORD = re.compile(r"[^\W_]+#?")  # keeps "c#" apart from "c"; splits "dog_barking" into two words
-# function words, and the pieces that contractions and possessives leave ("it's" -> "it", "s")
-_FUNCTION_WORDS = frozenset("a an the of in on at to and or is are was it its this that with by for from be as s t d ll re ve m".split())
+# function words, and the pieces that contractions and possessives leave ("it's" -> "it", "s"; "don't" ->
+# "don", "t"): "I don't know" shares no word with the option "boots don't match anything"
+_FUNCTION_WORDS = frozenset(
+    "a an the of in on at to and or is are was it its this that with by for from be as s t d ll re ve m"
+    " don doesn didn isn aren wasn weren won can couldn wouldn shouldn haven hasn hadn".split()
+)
 
 _STATED_RULES = ("exact text", "letter", "option number")  # these outweigh a hedge in the same text
 
 _MMAU_TOKEN = re.compile(r"\b\w+\b")
 
-# a line that states the answer: "Answer: B", "**Final answer:** B", "My answer: ..."
-_ANSWER_LINE = re.compile(r"^[ \t>-]*(?:(?:my|the)\s+)?(?:final\s+)?answer\s*[:：]", re.IGNORECASE | re.MULTILINE)
+# a line that states the answer: "Answer: B", "**Final answer:** B", "My answer: ...", "5. Answer: ..."
+_ANSWER_LINE = re.compile(r"^[ \t>-]*(?:\d+[.)]\s*)?(?:(?:my|the)\s+)?(?:final\s+)?answer\s*[:：]", re.IGNORECASE | re.MULTILINE)
 
 # what may stand between a negation and the option it rules out
 _NEG_FILLER = (
@@ -321,7 +325,8 @@ def _rule_out(text: str, choices: Sequence[str], options: list[tuple[int, tuple[
         return text, set()
     letters = "".join(chr(ord("A") + i) for i in range(min(len(choices), 26)))
     ref = rf"(?:(?<![\w#])(?:{'|'.join(refs)})(?![\w#])|(?-i:\(?[{letters}]\)?)(?=\s*(?:[.,;:!?)]|$|\s+(?:or|nor|and|is|are|because|since)\b)))"
-    chain = rf"{ref}(?:\s*,?\s*(?:or|nor|and)\s+{_NEG_FILLER}{ref})*"
+    # "not A or B", "not a light, a star, or a lantern"; a bare comma ends it: "not a dog, a cat" names the cat
+    chain = rf"{ref}(?:(?:\s*,\s*{_NEG_FILLER}{ref})*\s*,?\s*(?:or|nor|and)\s+{_NEG_FILLER}{ref})*"
     pattern = re.compile(
         rf"(?:\bnot|n't|\bnever|\bneither|\brather\s+than|\binstead\s+of)\s+{_NEG_FILLER}{chain}"
         rf"|\b(?:rule|rules|ruled|ruling)\s+out\s+{_NEG_FILLER}{chain}|\beliminat\w*\s+{_NEG_FILLER}{chain}"

@@ -392,6 +392,16 @@ CASES = [
     pytest.param("A man says he does not know the way.", VOICE, "Man", "Man", C, True, id="not-know-is-content"),
     pytest.param("A dog, not a cat.", ANIMALS, "Dog", "Dog", C, True, id="dog-not-cat"),
     pytest.param("It's a cow rather than a dog.", ANIMALS, "Cow", "Cow", C, True, id="rather-than"),
+    pytest.param("Not a dog, a cat.", ANIMALS, "Cat", "Cat", C, True, id="comma-ends-negation"),
+    pytest.param("It is not a dog, a bird, or a cow: a cat.", ANIMALS, "Cat", "Cat", C, True, id="negated-list"),
+    pytest.param(
+        "So the answer is \"I don't know\".", ("boots are stylish", "boots don't match anything"), "boots are stylish",
+        None, I, True, id="contraction-is-no-option-word",
+    ),
+    pytest.param(
+        "1. The pitch is low.\n2. Answer: Man\nThe correct choice is (B) Woman.", VOICE, "Man", "Man", C, True,
+        id="numbered-answer-line",
+    ),
     # options by number or position
     pytest.param("Option 3", VOICE, "Child", "Child", C, True, id="option-3"),
     pytest.param("choice two", VOICE, "Woman", "Woman", C, True, id="choice-two"),
