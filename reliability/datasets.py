@@ -6,11 +6,12 @@ are skipped and listed, or kept without audio for no-audio runs when asked.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +23,7 @@ from reliability.conditions import parse_condition
 from reliability.errors import DatasetError, ItemError
 from reliability.judge import JUDGE_VERSION, judge
 from reliability.methods import validate_item
-from reliability.types import MODALITIES, Answer, Decoding, Item
+from reliability.types import MODALITIES, Answer, Decoding, Item, Judgement
 
 FORMATS = ("auto", "mmau", "mmau-hf")
 EXTERNAL = "external"  # backend name and prompt version of runs imported from predictions files
@@ -165,10 +166,10 @@ def import_predictions(
     path = os.fspath(path)
     condition = parse_condition(condition).name
     records = read_records(path)
-    items = {item.id: item for item in store.get_items(db, dataset)}
+    items = {stored.item.id: stored for stored in store.stored_items(db, dataset)}
     report = ImportReport(source=path, dataset=dataset, format="predictions", records=len(records))
 
-    def read(number: int, record: Any) -> tuple[str, tuple[Item, str]]:
+    def read(number: int, record: Any) -> tuple[str, tuple[store.StoredItem, str]]:
         item_id, text = _prediction(record)
         if item_id not in items:
             raise _Bad(f"no such item in dataset {dataset!r}")
@@ -188,10 +189,43 @@ def import_predictions(
         JUDGE_VERSION,
         source=path,
     )
-    answers = [Answer(item.id, method, text, judge(text, item.choices, item.answer), [], decoding) for item, text in replies]
+    answers = [Answer(stored.item.id, method, text, judge_as_shown(text, stored), [], decoding) for stored, text in replies]
     store.save_answers(db, run.id, answers, [None] * len(answers), JUDGE_VERSION)
     report.run_id, report.imported = run.id, len(answers)
     return report
+
+
+def imported_items(db: sqlite_utils.Database, run_ids: Iterable[str]) -> dict[str, store.StoredItem]:
+    """Answer id -> its stored item, for the answers of runs imported from predictions files, whose replies
+    are judged against the source record's options (judge_as_shown), also when re-judged."""
+    found = {}
+    for run_id in set(run_ids):
+        run = store.get_run(db, run_id)
+        if run.backend == EXTERNAL:
+            found.update((store.content_id(run.id, s.item.id), s) for s in store.stored_items(db, run.dataset))
+    return found
+
+
+def judge_as_shown(text: str, stored: store.StoredItem) -> Judgement:
+    """Judge a reply made elsewhere against the options as that model saw them: the source record's list,
+    repeats included, so that "(C)" names the third option there; the choice is then the merged option."""
+    item = stored.item
+    verdict = judge(text, _shown_choices(stored), item.answer)
+    if verdict.choice is None:
+        return verdict
+    merged = next((c for c in item.choices if c.strip().lower() == verdict.choice.strip().lower()), verdict.choice)
+    return dataclasses.replace(verdict, choice=merged)
+
+
+def _shown_choices(stored: store.StoredItem) -> list[str]:
+    """The options in the source record's order before duplicates were merged (the item's own without a record)."""
+    raw = stored.raw if isinstance(stored.raw, dict) else {}
+    choices = raw.get("choices")
+    if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+        return list(stored.item.choices)
+    if "instruction" in raw or "other_attributes" in raw:  # the Hugging Face layout prefixes "(A) "
+        return [_LETTER_PREFIX.sub("", c).strip() for c in choices]
+    return choices
 
 
 def _read_all(path: str, records: list[Any], read: Callable[[int, Any], tuple[str, T]], report: ImportReport) -> list[T]:

@@ -18,6 +18,7 @@ from annotations import store
 from reliability.audio import Clip, load_audio
 from reliability.backends.base import Backend
 from reliability.conditions import FULL, NONE, Condition, apply_condition, parse_condition
+from reliability.datasets import imported_items, judge_as_shown
 from reliability.errors import AudioError, ItemError
 from reliability.judge import JUDGE_VERSION, judge
 from reliability.methods import Method, ask, get_method, validate_item
@@ -101,12 +102,14 @@ def rejudge(db: sqlite_utils.Database, run_ids: Sequence[str] | None = None, pro
     and cleared when it reads another: the option probabilities it came from are not stored.
     """
     rows = store.answers_to_rejudge(db, JUDGE_VERSION, run_ids)
+    imported = imported_items(db, (row["run_id"] for row in rows))  # their letters follow the source's options
     report = progress or (lambda done, total, message: None)
     for start in range(0, len(rows), REJUDGE_CHUNK):
         chunk = rows[start : start + REJUDGE_CHUNK]
         updates = []
         for row in chunk:
-            verdict = judge(row["text"], row["choices"], row["answer"])
+            stored = imported.get(row["id"])
+            verdict = judge_as_shown(row["text"], stored) if stored else judge(row["text"], row["choices"], row["answer"])
             updates.append((row["id"], verdict, row["confidence"] if verdict.choice == row["choice"] else None))
         store.update_judgements(db, updates, JUDGE_VERSION)
         report(start + len(chunk), len(rows), f"re-judged with {JUDGE_VERSION}")

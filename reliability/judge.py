@@ -3,42 +3,58 @@
 Rules (version JUDGE_VERSION; bump it whenever a rule below changes, because stored outcomes depend
 on it). All matching ignores case, punctuation and markdown emphasis (`**B**` reads as `B`).
 
-Where to look. If the reply has a final-answer marker ("Answer:", "Final answer:", "The (correct)
-answer is", "Therefore", "Thus", "Hence", "In conclusion"), the first non-empty line after the LAST
-marker is read first; what it names is the stated answer, even if the reply hedges elsewhere
-("I'm not sure ... Answer: B" -> B; "... Answer: I don't know" -> idk). If that line names nothing,
-the whole reply is read.
+Where to look. If the reply has a line that starts with "Answer:" (or "Final answer:"), the last
+such line (its rest, else the next non-empty line) is read first, whatever explanation follows it;
+otherwise, after a final-answer marker ("The (correct) answer is", "Therefore", "Thus", "Hence",
+"In conclusion"), the first non-empty line after the LAST marker. What it names is the stated
+answer, even if the reply hedges elsewhere ("I'm not sure ... Answer: B" -> B; "... Answer: I don't
+know" -> idk). If that line names nothing, the whole reply is read.
 
 Reading one piece of text, the first rule that fires decides:
 
-1. exact option text: the whole text equals one option ("woman." -> "Woman"). It comes before the
+1. exact option text: the whole text equals one option ("woman." -> "Woman"; "Emaj/1" -> "E:maj/1":
+   spacing and punctuation aside). It comes before the
    letter rule because some options are letters themselves (chord roots "G", "D"; tempo "A".."D"),
    and our prompts ask for the option's text.
+   Then negation scopes options out: an option or letter right after "not", "n't", "never",
+   "neither/nor", "rather than", "instead of", "rule out" (articles and "option", "sounds like"
+   aside), or before "is wrong/incorrect/not correct", is removed from the text before the rules
+   below read it: "It's not A." names nothing (unparsed: only rules out ...), "X, not Y" names X.
 2. option letter, A up to the number of choices: the text is just a letter ("b", "(B)", "B."); it
    starts with "B.", "B)", "(B)", "[B]", "B:" or "B -"; or it has "(c)", "[c]", "Option B",
    "choice C", or a capital letter standing alone as its first or last word ("B is correct",
    "I'd go with B."). The English words "A" and "I" count only where they cannot be an article or
-   a pronoun: followed by punctuation, the end, or "or/and/is/...". Letters that stand alone inside
-   the options ("B Major", "G") are not read from free text. Two different letters -> no letter.
-3. option phrase: options found as whole-word phrases ("Man" is not found in "woman"); an option
+   a pronoun: followed by punctuation, the end, or "or/and/is/...". "N/A" is no letter. Letters
+   that stand alone inside the options ("B Major", "G") are not read from free text. Two different
+   letters -> no letter.
+3. option number: "option 2", "choice two", "the second option", "the last choice"; not where the
+   number is itself an option's word (counting questions). Two positions -> none.
+4. option phrase: options found as whole-word phrases ("Man" is not found in "woman"); an option
    found only inside a longer found option does not count ("a dog barking" names "Dog barking",
    not "Dog"). Exactly one left -> that option; more than one -> unparsed (the text names several).
-4. unique option tokens: words (minus a few function words) that belong to exactly one option; if
+5. unique option tokens: words (minus a few function words) that belong to exactly one option; if
    the text holds such words of exactly one option -> that option, else unparsed.
+   When rules 4-5 find nothing, they run again on singular forms ("dogs" -> "dog", "women" ->
+   "woman", "bells" -> "bell"); the rule then says "(inflected)".
 
 Abstention: phrases such as "I don't know", "I'm not sure", "I can't tell", "I am unable to
 determine", "I cannot answer", "I cannot process audio", "no idea" (these with the model as the
 subject, or opening the reply: "the second speaker is unsure" describes the audio), "cannot be
 determined (from the audio)", "impossible to say", "no way to know", "hard to say", "IDK",
-"insufficient information", "the audio does not provide enough ...".
+"insufficient information", "the audio does not provide enough ...", "N/A", "unclear" (opening
+the reply or after "it is"), refusals ("I can't help with that", "I refuse to answer") and
+capability disclaimers ("I don't have the ability to process audio", "as an AI ... cannot"), and
+"I don't know" / "I'm not sure" in Chinese, Spanish, French, German, Japanese, Korean, Portuguese
+and Russian.
 A clearly stated answer wins over a hedge: a stated final answer (after a marker), an exact option
-or a letter. An option merely mentioned in a hedge (rules 3-4, "I can't tell if a dog is barking")
+or a letter. An option merely mentioned in a hedge (rules 4-5, "I can't tell if a dog is barking")
 does not: the reply is idk. When an option is itself an abstention ("Not sure", "Cannot be
 determined."), naming it in full is choosing it, while "I don't know" stays idk even beside an
 option that merely shares its words ("They don't know Joey and Chandler.").
 
 Outcome: idk for an abstention; correct when the option read is the answer key; otherwise wrong,
-with `parsed` False when no option could be read (counted wrong, flagged for human review).
+with `parsed` False when no option could be read (counted wrong, flagged for human review). An
+unanswerable item (key IDK_REPLY, not among the options): idk for an abstention, else wrong.
 
 `mmau_match` reproduces MMAU's official token scorer for comparison; it scores every "I don't know"
 as wrong.
@@ -50,9 +66,10 @@ from collections import Counter
 from typing import NamedTuple, Sequence
 
 from reliability.errors import ReliabilityError
+from reliability.prompts import IDK_REPLY
 from reliability.types import Judgement, Outcome
 
-JUDGE_VERSION = "judge-1"
+JUDGE_VERSION = "judge-2"
 
 _MARKDOWN = re.compile(r"[*`]+|^[ \t]*#+[ \t]*", re.MULTILINE)  # not "#" elsewhere: "C# Major"
 
@@ -69,6 +86,17 @@ _MARKER = re.compile(
 _SELF = r"(?:^\W*|\b(?:i|we|i'm|we're)\s+(?:am\s+|are\s+)?(?:really\s+|honestly\s+|simply\s+|just\s+|still\s+)?)"
 _ADVERB = r"(?:reliably\s+|accurately\s+|confidently\s+|definitively\s+|exactly\s+)?"
 _NOT_ABLE = r"(?:cannot|can't|can\s+not|could\s+not|couldn't|unable\s+to|not\s+able\s+to)"
+# "I don't know" / "I'm not sure" in Chinese, Spanish, French, German, Japanese, Korean, Portuguese, Russian
+_FOREIGN_IDK = (
+    r"不知道|不清楚|不确定|无法(?:确定|判断|回答)|無法(?:確定|判斷|回答)"
+    r"|\bno\s+(?:lo\s+)?s[eé]\b|\bno\s+estoy\s+segur[oa]\b"
+    r"|\bje\s+ne\s+(?:le\s+)?sais\s+pas\b|\bje\s+ne\s+suis\s+pas\s+s[uû]re?\b"
+    r"|\bich\s+wei(?:ß|ss)\s+(?:es\s+)?nicht\b|\bich\s+bin\s+(?:mir\s+)?(?:nicht\s+sicher|unsicher)\b|\bkeine\s+ahnung\b"
+    r"|わかりません|分かりません|わからない|分からない|知りません"
+    r"|모르겠|모릅니다|몰라요|잘\s*모르"
+    r"|\bn[ãa]o\s+(?:o\s+)?sei\b|\bn[ãa]o\s+tenho\s+certeza\b"
+    r"|\bне\s+знаю\b|\bне\s+уверен[аы]?\b"
+)
 _ABSTAIN = re.compile(
     "|".join(
         (
@@ -86,6 +114,15 @@ _ABSTAIN = re.compile(
             r"\b(?:insufficient|not\s+enough)\s+(?:information|info|context|evidence|details?)\b",
             r"\b(?:audio|clip|recording)\s+(?:does\s+not|doesn't)\s+(?:contain|provide|include|give|offer|have)"
             r"\s+(?:enough|sufficient|any\s+(?:information|clues?|indication|details?))\b",
+            # "N/A" is no option A; refusals and capability disclaimers abstain too
+            r"(?<![\w/])n\s*/\s*a(?![\w/])|\bnot\s+applicable\b",
+            r"\b(?:i|we)\s+(?:must\s+|have\s+to\s+|will\s+have\s+to\s+)?(?:refuse|decline)\b",
+            _SELF + _NOT_ABLE + r"\s+(?:help|assist|comply|provide\s+an?\s+answer|fulfil+)\b",
+            r"\b(?:i|we)\s+(?:do\s+not|don't|dont)\s+have\s+(?:the\s+)?(?:ability|capability|capacity|access|means)\b",
+            r"\bas\s+an?\s+(?:ai|language\s+model|text-based)\b.{0,80}?\b(?:cannot|can't|unable|not\s+able)\b",
+            r"(?:^\W*|\bit(?:'s|\s+is|\s+remains)\s+)(?:unclear|not\s+clear|uncertain|unknown|undetermined|indeterminate)\b",
+            r"\b(?:cannot|can't|can\s+not|could\s+not|couldn't)\s+be\s+" + _ADVERB + r"(?:inferred|concluded|established|ascertained)\b",
+            _FOREIGN_IDK,
         )
     ),
     re.IGNORECASE,
@@ -97,17 +134,49 @@ _BRACKET_LETTER = re.compile(r"(?<!\w)[(\[]([A-Za-z])[)\]]")
 _KEYWORD_LETTER = re.compile(r"\b(?i:option|choice|letter)\s*(?:[(\[]([A-Za-z])[)\]]|([A-Z])(?![\w'#-]|\.\w))")
 # a capital standing alone; "A"/"I" only where no article or pronoun can be meant; not "U.S.", "G#"
 _BARE_LETTER = re.compile(
-    r"(?<![\w'.-])(?:[B-HJ-Z]|[AI](?=\s*(?:[.,;:!?)\]]|$)|\s+(?:or|and|is|seems|fits|matches|sounds)\b))"
-    r"(?![\w'#-]|\.\w)"
+    r"(?<![\w'./-])(?:[B-HJ-Z]|[AI](?=\s*(?:[.,;:!?)\]]|$)|\s+(?:or|and|is|seems|fits|matches|sounds)\b))"
+    r"(?![\w'#/-]|\.\w)"
 )
 _HAS_WORD = re.compile(r"[^\W_]")
 
 _WORD = re.compile(r"[^\W_]+#?")  # keeps "c#" apart from "c"; splits "dog_barking" into two words
-_FUNCTION_WORDS = frozenset("a an the of in on at to and or is are was it its this that with by for from be as".split())
+# function words, and the pieces that contractions and possessives leave ("it's" -> "it", "s"; "don't" ->
+# "don", "t"): "I don't know" shares no word with the option "boots don't match anything"
+_FUNCTION_WORDS = frozenset(
+    "a an the of in on at to and or is are was it its this that with by for from be as s t d ll re ve m"
+    " don doesn didn isn aren wasn weren won can couldn wouldn shouldn haven hasn hadn".split()
+)
 
-_STATED_RULES = ("exact text", "letter")  # these outweigh a hedge in the same text
+_STATED_RULES = ("exact text", "letter", "option number")  # these outweigh a hedge in the same text
 
 _MMAU_TOKEN = re.compile(r"\b\w+\b")
+
+# a line that states the answer: "Answer: B", "**Final answer:** B", "My answer: ...", "5. Answer: ..."
+_ANSWER_LINE = re.compile(r"^[ \t>-]*(?:\d+[.)]\s*)?(?:(?:my|the)\s+)?(?:final\s+)?answer\s*[:：]", re.IGNORECASE | re.MULTILINE)
+
+# what may stand between a negation and the option it rules out
+_NEG_FILLER = (
+    r"(?:(?:a|an|the|any|option|choice|answer|letter|just|simply|really|actually|quite|exactly|necessarily|definitely"
+    r"|likely|probably|be|been|sound|sounds|seem|seems|look|looks|like|to|of|from)\s+)*"
+)
+_WRONG_WORD = (
+    r"(?:wrong|incorrect|false|unlikely|ruled\s+out|eliminated|excluded"
+    r"|not\s+(?:correct|right|it|the\s+(?:correct\s+|right\s+)?(?:answer|option|choice)))\b"
+)
+_POSITIONS = {
+    word: i + 1
+    for i, words in enumerate(
+        ("one first 1st", "two second 2nd", "three third 3rd", "four fourth 4th", "five fifth 5th", "six sixth 6th",
+         "seven seventh 7th", "eight eighth 8th")
+    )
+    for word in words.split()
+}
+_ORDINAL = re.compile(
+    r"\b(?:option|choice|alternative)\s*(?:#|no\.?\s*|number\s+)?(\d+|one|two|three|four|five|six|seven|eight)\b"
+    r"|\b(first|second|third|fourth|fifth|sixth|seventh|eighth|1st|2nd|3rd|4th|5th|6th|7th|8th|last)\s+(?:option|choice|alternative)\b",
+    re.IGNORECASE,
+)
+_IRREGULAR = {"men": "man", "women": "woman", "children": "child", "people": "person", "mice": "mouse", "geese": "goose", "feet": "foot", "teeth": "tooth"}
 
 
 class JudgeError(ReliabilityError, ValueError):
@@ -126,11 +195,14 @@ def judge(text: str, choices: Sequence[str], answer: str | None) -> Judgement:
     """Judge a reply against the answer key by the rules of JUDGE_VERSION.
 
     text: the model's raw reply. choices: the options as shown to the model, in order (letters
-    A, B, ... follow this order). answer: the key, one of `choices`; None for an item without a key,
-    where only an abstention has a defined outcome (idk) and anything else is wrong.
+    A, B, ... follow this order). answer: the key, one of `choices`; IDK_REPLY ("I don't know") for
+    an unanswerable item, where abstaining is idk (the honest answer) and any option is wrong; None
+    for an item without a key, where only an abstention has a defined outcome (idk) and anything else
+    is wrong (tables leave keyless items out unless a person judged them).
     Raises JudgeError when `answer` is given but is not one of `choices`.
     """
-    if answer is not None:
+    unanswerable = answer == IDK_REPLY and answer not in choices
+    if answer is not None and not unanswerable:
         if not choices:
             raise JudgeError(f"answer {answer!r} was given but there are no choices to judge it against")
         if answer not in choices:
@@ -142,6 +214,8 @@ def judge(text: str, choices: Sequence[str], answer: str | None) -> Judgement:
         return Judgement(choice=None, outcome=Outcome.WRONG, parsed=False, rule=reading.rule)
     if answer is None:
         return Judgement(choice=reading.choice, outcome=Outcome.WRONG, parsed=True, rule=f"no key; {reading.rule}")
+    if unanswerable:
+        return Judgement(choice=reading.choice, outcome=Outcome.WRONG, parsed=True, rule=f"unanswerable; {reading.rule}")
     # compared as words, so that a duplicated option ("x" and "x.") is the same answer
     outcome = Outcome.CORRECT if _words(reading.choice) == _words(answer) else Outcome.WRONG
     return Judgement(choice=reading.choice, outcome=outcome, parsed=True, rule=reading.rule)
@@ -157,11 +231,9 @@ def read_choice(text: str, choices: Sequence[str]) -> Reading:
         return Reading(None, False, "unparsed: empty reply")
     clean = _MARKDOWN.sub("", text.replace("\u2019", "'").replace("\u2018", "'"))
     pieces = []
-    markers = list(_MARKER.finditer(clean))
-    if markers:
-        final_line = next((line for line in clean[markers[-1].end():].splitlines() if line.strip()), "")
-        if final_line:
-            pieces.append(("final answer, ", final_line))
+    final_line = _final_line(clean)
+    if final_line:
+        pieces.append(("final answer, ", final_line))
     pieces.append(("", clean))
 
     reason = ""
@@ -198,26 +270,98 @@ def mmau_match(text: str, choices: Sequence[str], answer: str) -> bool:
 
 
 def _read(text: str, choices: Sequence[str]) -> tuple[int | None, str]:
-    """Rules 1-4 on one piece of text: (index into choices or None, the rule or why none fired)."""
-    words = _words(text)
+    """Rules 1-5 on one piece of text: (index into choices or None, the rule or why none fired)."""
     options = _distinct_options(choices)
+    words = _words(text)
     for index, option_words in options:
-        if words == option_words:
+        # spacing and punctuation aside: "Emaj/1" is the chord "E:maj/1"
+        if words == option_words or "".join(words) == "".join(option_words):
             return index, "exact text"
+    text, ruled_out = _rule_out(text, choices, options)
+    words = _words(text)
     letter = _read_letter(text, choices)
     if letter is not None:
         return letter, "letter"
-    found = _phrases(words, options)
-    if len(found) == 1:
-        return found[0], "option phrase"
-    if found:
-        return None, f"unparsed: names several options {[choices[i] for i in found]}"
-    hits = _unique_token_hits(words, options)
-    if len(hits) == 1:
-        return hits[0], "unique tokens"
-    if hits:
-        return None, f"unparsed: has words of several options {[choices[i] for i in hits]}"
+    number = _read_ordinal(text, choices)
+    if number is not None:
+        return number, "option number"
+    for suffix, form in (("", _words), (" (inflected)", _stems)):
+        read_words = form(text)
+        read_options = [(index, _stem_all(ow)) for index, ow in options] if suffix else options
+        found = _phrases(read_words, read_options)
+        if len(found) == 1:
+            return found[0], "option phrase" + suffix
+        if found:
+            return None, f"unparsed: names several options {[choices[i] for i in found]}"
+        hits = _unique_token_hits(read_words, read_options)
+        if len(hits) == 1:
+            return hits[0], "unique tokens" + suffix
+        if hits:
+            return None, f"unparsed: has words of several options {[choices[i] for i in hits]}"
+    if ruled_out:
+        return None, f"unparsed: only rules out {[choices[i] for i in sorted(ruled_out)]}"
     return None, "unparsed: no option found"
+
+
+def _final_line(text: str) -> str:
+    """The stated answer: the last "Answer:" line (its rest, else the next line), else the first line after
+    the last other marker ("The answer is", "Therefore"); "" without one. An explanation that follows an
+    "Answer:" line may use markers of its own ("... so the answer is not A"); the line still wins."""
+    lines = list(_ANSWER_LINE.finditer(text))
+    markers = lines or list(_MARKER.finditer(text))
+    if not markers:
+        return ""
+    return next((line for line in text[markers[-1].end():].splitlines() if line.strip()), "")
+
+
+def _rule_out(text: str, choices: Sequence[str], options: list[tuple[int, tuple[str, ...]]]) -> tuple[str, set[int]]:
+    """The text without the options it rules out ("not A", "it isn't a dog", "B is wrong"), and their indices.
+
+    "X, not Y" then reads as X. Only an option or letter right after the negation (articles and
+    "option", "sounds like" aside) is ruled out: "the style that does not fit is funk" names funk.
+    """
+    refs = [r"[\W_]+".join(map(re.escape, ow)) + r"(?:s|es)?" for _, ow in sorted(options, key=lambda o: -len(o[1]))]
+    if not refs:
+        return text, set()
+    letters = "".join(chr(ord("A") + i) for i in range(min(len(choices), 26)))
+    ref = rf"(?:(?<![\w#])(?:{'|'.join(refs)})(?![\w#])|(?-i:\(?[{letters}]\)?)(?=\s*(?:[.,;:!?)]|$|\s+(?:or|nor|and|is|are|because|since)\b)))"
+    # "not A or B", "not a light, a star, or a lantern"; a bare comma ends it: "not a dog, a cat" names the cat
+    chain = rf"{ref}(?:(?:\s*,\s*{_NEG_FILLER}{ref})*\s*,?\s*(?:or|nor|and)\s+{_NEG_FILLER}{ref})*"
+    pattern = re.compile(
+        rf"(?:\bnot|n't|\bnever|\bneither|\brather\s+than|\binstead\s+of)\s+{_NEG_FILLER}{chain}"
+        rf"|\b(?:rule|rules|ruled|ruling)\s+out\s+{_NEG_FILLER}{chain}|\beliminat\w*\s+{_NEG_FILLER}{chain}"
+        rf"|(?<!\w){chain}[.,]?\s+(?:is|are|was|seems|would\s+be)\s+(?:also\s+|clearly\s+|definitely\s+|probably\s+)?{_WRONG_WORD}",
+        re.IGNORECASE,
+    )
+    ruled_out: set[int] = set()
+    for m in pattern.finditer(text):
+        ruled_out.update(_named(m.group(), choices, options))
+    return pattern.sub(" ; ", text), ruled_out
+
+
+def _named(span: str, choices: Sequence[str], options: list[tuple[int, tuple[str, ...]]]) -> set[int]:
+    """The options a ruled-out span names: by letter or by text."""
+    named = {ord(m.group(1)) - ord("A") for m in re.finditer(r"(?<![\w'])\(?([A-Z])\)?(?![\w'])", span)}
+    named &= set(range(len(choices)))
+    stems = _stems(span)
+    named.update(_phrases(stems, [(index, _stem_all(ow)) for index, ow in options]))
+    return named
+
+
+def _read_ordinal(text: str, choices: Sequence[str]) -> int | None:
+    """The one option the text names by number or position ("option 2", "the second choice"), or None.
+
+    A number that is itself an option's word ("How many rings? 2") is not a position."""
+    option_words = {w for choice in choices for w in _words(choice)}
+    found = set()
+    for m in _ORDINAL.finditer(text):
+        word = (m.group(1) or m.group(2)).lower()
+        if word in option_words:
+            continue
+        position = len(choices) if word == "last" else _POSITIONS.get(word) or (int(word) if word.isdigit() else 0)
+        if 1 <= position <= len(choices):
+            found.add(position - 1)
+    return found.pop() if len(found) == 1 else None
 
 
 def _read_letter(text: str, choices: Sequence[str]) -> int | None:
@@ -288,6 +432,27 @@ def _distinct_options(choices: Sequence[str]) -> list[tuple[int, tuple[str, ...]
 
 def _words(text: str) -> tuple[str, ...]:
     return tuple(_WORD.findall(text.lower()))
+
+
+def _stems(text: str) -> tuple[str, ...]:
+    return _stem_all(_words(text))
+
+
+def _stem_all(words: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(_stem(w) for w in words)
+
+
+def _stem(word: str) -> str:
+    """A noun's singular: "dogs" -> "dog", "bodies" -> "body", "boxes" -> "box", "women" -> "woman"."""
+    if word in _IRREGULAR:
+        return _IRREGULAR[word]
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 4 and word.endswith(("ches", "shes", "sses", "xes", "zes")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
 
 
 def _mmau_tokens(text: str) -> set[str]:

@@ -26,7 +26,7 @@ from annotations import store
 from annotations.agreement import summarize
 from annotations.db import open_db
 from annotations.sampling import stratified_order
-from reliability import metrics, tables
+from reliability import exports, metrics, tables
 from reliability.adapters import ensure_loaded, list_adapters
 from reliability.audio import Clip, load_audio
 from reliability.backends import BACKENDS, DEFAULT_BACKEND, get_backend
@@ -36,6 +36,7 @@ from reliability.evaluate import FULL
 from reliability.judge import JUDGE_VERSION
 from reliability.methods import LORA_PREFIX, METHODS, ask, get_method, validate_item
 from reliability.plots import MethodPoint
+from reliability.prompts import IDK_REPLY
 from reliability.types import MODALITIES, Decoding, Item, Outcome
 
 log = logging.getLogger(__name__)
@@ -640,19 +641,25 @@ class Lab:
             setups[(run.backend, run.model_id)].append(run)
         rows, points, curves = [], [], {}
         confidences = _confidences(db, runs)
+        keyless, matches = exports.key_facts(db, [r.id for r in runs])
         for (backend, model_id), members in setups.items():
-            outcomes, sources = {}, {}
+            outcomes, sources, human, mmau = {}, {}, {}, {}
             for run in members:
                 label = run.method if len(setups) == 1 else f"{run.method} · {model_id or backend}"
                 outcomes[label], sources[label] = _overlay(parser[run.id].outcomes, run.id, votes)
+                human[label] = {item_id for item_id in outcomes[label] if (run.id, item_id) in votes}
+                mmau[label] = matches[run.id]
                 curve = _risk_coverage(outcomes[label], confidences.get(run.id, {}))
                 if curve is not None:
                     curves[label] = curve
             baseline = next((lbl for lbl, run in zip(outcomes, members) if run.method == BASELINE), None)
-            table = tables.metrics_table(outcomes, groups, baseline, sources, self.n_boot, normalize=filters.normalize)
+            table = tables.metrics_table(
+                outcomes, groups, baseline, sources, self.n_boot, normalize=filters.normalize, keyless=keyless, human=human, mmau=mmau
+            )
             rows += [{"backend": backend, "model_id": model_id, **row} for row in table]
             if baseline is not None:
-                points += _points(table, outcomes, baseline, groups, filters.normalize, self.n_boot)
+                counted = tables.counted_outcomes(outcomes, keyless, human)
+                points += _points(table, counted, baseline, groups, filters.normalize, self.n_boot)
         people = store.human_baseline_report(db, dataset, filters.annotator)
         if people.outcomes:
             table = tables.metrics_table({"human": people.outcomes}, groups, None, {"human": HUMAN}, self.n_boot)
@@ -698,13 +705,16 @@ class Lab:
 
 
 def resolve_key(answer: str | None, choices: Sequence[str]) -> str | None:
-    """The answer key as one of `choices`: its exact text (case and spaces ignored) or its letter ("B", "(b)").
+    """The answer key as one of `choices`: its exact text (case and spaces ignored) or its letter ("B", "(b)");
+    "I don't know" (IDK_REPLY) marks an unanswerable question.
 
     None for no key. Raises ItemError for a key without choices or one that names no choice.
     """
     answer = (answer or "").strip()
     if not answer:
         return None
+    if answer.lower() == IDK_REPLY.lower() and all(c.lower() != answer.lower() for c in choices):
+        return IDK_REPLY
     if not choices:
         raise ItemError(f"an answer key {answer!r} was given but there are no options to match it against")
     for choice in choices:

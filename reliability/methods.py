@@ -162,7 +162,8 @@ def validate_item(item: Item) -> None:
         raise ItemError(f"item {item.id!r}: the question is {len(item.question)} characters (limit {MAX_QUESTION_CHARS})")
     if any(not c.strip() for c in item.choices):
         raise ItemError(f"item {item.id!r}: a choice is empty: {list(item.choices)}")
-    if item.answer is not None and item.answer not in item.choices:
+    # "I don't know" as the key marks an unanswerable item: abstaining is its honest answer
+    if item.answer not in (None, prompts.IDK_REPLY) and item.answer not in item.choices:
         if not item.choices:
             raise ItemError(f"item {item.id!r}: an answer key {item.answer!r} was given but there are no choices")
         raise ItemError(f"item {item.id!r}: answer {item.answer!r} is not among the choices {list(item.choices)}")

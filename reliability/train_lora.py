@@ -79,7 +79,7 @@ class Trainee:
 
     def reply(self, example: TrainingExample) -> str:
         """The target as this backend says it at inference: IDK_REPLY, or its way of giving the gold answer."""
-        if example.is_idk or not example.item.choices:
+        if example.is_idk or example.item.answer not in example.item.choices:  # unanswerable (key IDK_REPLY) or free-form
             return prompts.IDK_REPLY if example.is_idk else example.item.answer
         return self.backend.choice_reply(example.item.choices, example.item.choices.index(example.item.answer))
 

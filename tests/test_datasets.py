@@ -10,6 +10,8 @@ from annotations import store
 from annotations.db import open_db
 from reliability.datasets import MMAU_TEST_MINI, import_dataset, import_predictions, read_records
 from reliability.errors import DatasetError
+from reliability.evaluate import rejudge
+from reliability.judge import JUDGE_VERSION
 from reliability.methods import validate_item
 
 MMAU = MMAU_TEST_MINI
@@ -181,3 +183,50 @@ def test_bad_predictions_are_all_reported_and_none_imported(db, tmp_path):
         (4, "duplicate id (first at record 1)"),
     ]
     assert db["runs"].count == 0 and db["answers"].count == 0
+
+
+@pytest.mark.parametrize(
+    "reply, choice, outcome",
+    [
+        ("(C)", "thirteen", "correct"),  # the third option as the model saw it, not the merged list's "five"
+        ("C", "thirteen", "correct"),
+        ("(D) five", "five", "wrong"),
+        ("D", "five", "wrong"),
+        ("B", "twenty", "wrong"),
+        ("thirteen", "thirteen", "correct"),
+    ],
+)
+def test_imported_letters_name_the_options_as_the_model_saw_them(db, tmp_path, reply, choice, outcome):
+    repeated = record(0, choices=["thirteen", "twenty", "thirteen", "five"], answer="thirteen")
+    import_dataset(db, write_json(tmp_path, [repeated]))
+    assert store.get_items(db, "toy")[0].choices == ("thirteen", "twenty", "five")
+    report = import_predictions(db, write_json(tmp_path, [{"id": "id-0", "model_output": reply}], "preds.json"), "toy", "m")
+    (row,) = store.answer_rows(db, [report.run_id])
+    assert (row["choice"], row["parser_outcome"]) == (choice, outcome)
+
+
+def test_imported_letters_follow_the_hugging_face_record_too(db, tmp_path):
+    hf = {
+        "instruction": "How many beeps?", "choices": ["(A) 3", "(B) 13", "(C) 3", "(D) 8"], "answer": "(D) 8",
+        "other_attributes": {"id": "hf-0", "task": "sound"},
+    }
+    import_dataset(db, write_json(tmp_path, [hf], "hf.json"), name="hf")
+    report = import_predictions(db, write_json(tmp_path, [{"id": "hf-0", "model_output": "(D)"}], "preds.json"), "hf", "m")
+    (row,) = store.answer_rows(db, [report.run_id])
+    assert (row["choice"], row["parser_outcome"]) == ("8", "correct")
+
+
+def test_rejudge_moves_imported_answers_to_the_current_judge_and_keeps_the_source_options(db, tmp_path):
+    repeated = record(0, choices=["thirteen", "twenty", "thirteen", "five"], answer="thirteen")
+    import_dataset(db, write_json(tmp_path, [repeated, record(1)]))
+    preds = [{"id": "id-0", "model_output": "(C)"}, {"id": "id-1", "model_output": "N/A"}]
+    run_id = import_predictions(db, write_json(tmp_path, preds, "preds.json"), "toy", "m").run_id
+    # as an older judge stored them: "N/A" read as option A, "(C)" against the merged options
+    db.execute("UPDATE answers SET judge_version = 'judge-1', outcome = 'wrong', choice = 'five'")
+    db.execute("UPDATE runs SET judge_version = 'judge-1'")
+    assert rejudge(db) == 2
+    rows = {r["item_id"]: r for r in store.answer_rows(db, [run_id])}
+    assert (rows["id-0"]["choice"], rows["id-0"]["parser_outcome"]) == ("thirteen", "correct")
+    assert rows["id-1"]["parser_outcome"] == "idk"
+    assert {r["judge_version"] for r in rows.values()} == {JUDGE_VERSION} == {store.get_run(db, run_id).judge_version}
+    assert rejudge(db) == 0

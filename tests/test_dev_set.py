@@ -15,6 +15,7 @@ import soundfile as sf
 
 from annotations.db import open_db
 from reliability.datasets import import_dataset
+from reliability.prompts import IDK_REPLY
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "build_dev_set.py"
 _spec = importlib.util.spec_from_file_location("build_dev_set", SCRIPT)
@@ -79,10 +80,10 @@ def test_cuts_stay_within_what_the_models_hear(spec):
             assert 0 < clip.end - clip.start <= build_dev_set.MAX_SECONDS, clip.id
 
 
-def test_records_import_into_the_lab_with_unanswerable_keys_as_null(spec, tmp_path):
+def test_records_import_into_the_lab_with_unanswerable_keys_as_i_dont_know(spec, tmp_path):
     sources, clips = spec
     items = build_dev_set.records(sources, clips)
-    assert [r for r in items if r["unanswerable"]] == [r for r in items if r["answer"] is None]
+    assert [r for r in items if r["unanswerable"]] == [r for r in items if r["answer"] == IDK_REPLY]
     path = tmp_path / "devset.json"
     path.write_text(json.dumps(items), encoding="utf-8")
     report = import_dataset(open_db(":memory:"), path, name="devset")

@@ -141,3 +141,19 @@ def test_export_errors_are_clear(db, tmp_path):
         exports.export_labels(db, tmp_path / "missing" / "l.csv")
     with pytest.raises(ReliabilityError, match="no runs of dataset 'toy'"):
         exports.metrics_rows(db, "toy")
+
+
+def test_metrics_rows_add_mmau_accuracy_and_leave_keyless_items_out(tmp_path):
+    db = open_db(":memory:")
+    path = tmp_path / "toy.json"
+    path.write_text(json.dumps(RECORDS + [{**RECORDS[0], "id": "id-4", "answer": None}]))
+    import_dataset(db, path)
+    run_id = add_run(db, "baseline", ["x", "I think x", "y", "x", "x"])
+    total = next(r for r in exports.metrics_rows(db, "toy", n_boot=50) if r["group"] == "total")
+    assert (total["n"], total["correct"], total["left_out"]) == (4, 2, 1)
+    assert total["mmau_acc"] == 0.75 and total["mmau_n"] == 4  # MMAU's scorer reads "I think x" as x
+    assert total["mmau_acc_low"] <= 0.75 <= total["mmau_acc_high"]
+    store.add_label(db, store.content_id(run_id, "id-4"), "ann", "correct")
+    total = next(r for r in exports.metrics_rows(db, "toy", n_boot=50) if r["group"] == "total")
+    assert (total["n"], total["correct"], total["left_out"]) == (5, 3, 0)  # a person judged the keyless item
+    assert total["mmau_n"] == 4  # MMAU cannot score an item without a key

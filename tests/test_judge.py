@@ -1,10 +1,13 @@
 """Tests of the judge: realistic LALM replies -> choice / outcome / parsed, MMAU's scorer, errors."""
+import json
 import re
+from pathlib import Path
 
 import pytest
 
 from reliability.errors import ReliabilityError
 from reliability.judge import JUDGE_VERSION, JudgeError, judge, mmau_match, read_choice
+from reliability.prompts import IDK_REPLY
 from reliability.types import Outcome
 
 C, W, I = Outcome.CORRECT, Outcome.WRONG, Outcome.IDK
@@ -62,6 +65,9 @@ UNSTRESSED = ("twenty-one", "Berman's", "said", "a")  # key "a": an option that 
 PARTICIPANTS = ("six", "seven", "one", "five")
 ACTION = ("Frying in a pan", "Using a washing machine", "Operating a vacuum cleaner", "Typing on a keyboard")
 LAST_SOUND = ("footsteps", "dog_barking", "camera_shutter_clicking", "tapping_on_glass")
+ANIMALS = ("Dog", "Cat", "Bird", "Cow")
+SCENE = ("a dog barking", "an emergency vehicle siren", "church bells", "a person singing")  # demo/items.json
+OPENING = ("at eight o'clock", "at nine o'clock", "at ten o'clock", "at noon")  # demo/items.json
 # made-up lists for options that contain one another
 DOGS = ("Dog", "Dog barking", "Cat meowing", "Bird chirping")
 GUITARS = ("Guitar", "Electric guitar", "Piano", "Violin")
@@ -141,6 +147,7 @@ CASES = [
         "tapping on glass",
         LAST_SOUND, "tapping_on_glass", "tapping_on_glass", C, True, id="exact-underscores",
     ),
+    pytest.param("Answer: Emaj/1", ("F#:7/1", "B:maj/1", "E:maj/1", "D#:7/1"), "B:maj/1", "E:maj/1", W, True, id="exact-chord-symbol"),
     # option phrase in a sentence
     pytest.param("The speaker is a woman.", VOICE, "Man", "Woman", W, True, id="woman-is-not-man"),
     pytest.param("A man is speaking in a calm voice.", VOICE, "Man", "Man", C, True, id="article-A-not-letter"),
@@ -223,7 +230,7 @@ CASES = [
     ),
     # unparsed: counted wrong, flagged
     pytest.param(
-        "The voice belongs to an adult man, not a woman or a child.",
+        "The voice belongs to a man or a woman, maybe a child.",
         VOICE, "Man", None, W, False, id="several-options",
     ),
     pytest.param("A dog whining, then a bird chirping.", DOGS, "Dog barking", None, W, False, id="two-phrases"),
@@ -335,10 +342,155 @@ CASES = [
         "first speaker shows sadness, second neutral, third joy.",
         EMOTIONS, EMOTIONS[2], EMOTIONS[0], W, True, id="repeated-options-exact-other",
     ),
+    # the examples of issue 11: negation, refusals, abstentions in other languages, numbered options
+    pytest.param("N/A", VOICE, "Man", None, I, True, id="n-a-is-no-letter"),
+    pytest.param("n/a", VOICE, "Man", None, I, True, id="n-a-lowercase"),
+    pytest.param("Not applicable.", VOICE, "Man", None, I, True, id="not-applicable"),
+    pytest.param("It's not A.", VOICE, "Man", None, W, False, id="not-A"),
+    pytest.param("Definitely not B.", VOICE, "Woman", None, W, False, id="definitely-not-B"),
+    pytest.param("It's not a dog.", ANIMALS, "Dog", None, W, False, id="not-a-dog"),
+    pytest.param("我不知道", VOICE, "Man", None, I, True, id="idk-chinese"),
+    pytest.param("Je ne sais pas.", VOICE, "Man", None, I, True, id="idk-french"),
+    pytest.param("Unclear.", VOICE, "Man", None, I, True, id="unclear"),
+    pytest.param("I refuse to answer.", VOICE, "Man", None, I, True, id="refuse"),
+    pytest.param("I'm sorry, but I can't help with that.", VOICE, "Man", None, I, True, id="cant-help"),
+    pytest.param(
+        "Sorry, I don't have the ability to process audio.", VOICE, "Man", None, I, True, id="no-ability-audio",
+    ),
+    pytest.param("The sound is not a dog; it's a cat.", ANIMALS, "Cat", "Cat", C, True, id="not-dog-but-cat"),
+    pytest.param("Option 2", VOICE, "Woman", "Woman", C, True, id="option-2"),
+    pytest.param("The correct answer is the second option.", VOICE, "Woman", "Woman", C, True, id="second-option"),
+    pytest.param("The answer is C, not A.", VOICE, "Child", "Child", C, True, id="C-not-A"),
+    pytest.param("Dogs barking.", ANIMALS, "Dog", "Dog", C, True, id="plural-dogs"),
+    # negation scopes an option out
+    pytest.param("It isn't a dog, it's a bird.", ANIMALS, "Bird", "Bird", C, True, id="isnt-dog-its-bird"),
+    pytest.param("A is wrong.", VOICE, "Man", None, W, False, id="A-is-wrong"),
+    pytest.param("A is wrong; the answer is B.", VOICE, "Man", "Woman", W, True, id="A-wrong-then-B"),
+    pytest.param("Option B is incorrect.", VOICE, "Woman", None, W, False, id="option-B-incorrect"),
+    pytest.param("Not a man but a woman.", VOICE, "Woman", "Woman", C, True, id="not-man-but-woman"),
+    pytest.param("It's a woman, not a man.", VOICE, "Man", "Woman", W, True, id="woman-not-man"),
+    pytest.param(
+        "The voice belongs to an adult man, not a woman or a child.",
+        VOICE, "Man", "Man", C, True, id="not-a-or-b",
+    ),
+    pytest.param("Neither a cat nor a bird; it's a dog.", ANIMALS, "Dog", "Dog", C, True, id="neither-nor"),
+    pytest.param("I would rule out A and C; it is B.", VOICE, "Woman", "Woman", C, True, id="rule-out-letters"),
+    pytest.param("Not A or B. The answer is D.", VOICE, "Robot", "Robot", C, True, id="not-a-or-b-letters"),
+    pytest.param(
+        "It is not a car passing by, but a dog barking.",
+        AFTER_SPEECH, "A cat meowing", "A dog barking", W, True, id="not-car-but-dog",
+    ),
+    pytest.param(
+        "The speaker is not a child; it sounds like an adult man.",
+        SPEECH_SOURCE, "A woman", "An adult man", W, True, id="not-child-adult-man",
+    ),
+    pytest.param("Definitely not the piano.", FIRST_INSTRUMENT, "Piano", None, W, False, id="not-the-piano"),
+    pytest.param("It doesn't sound like a woman.", VOICE, "Woman", None, W, False, id="doesnt-sound-like"),
+    pytest.param("It is not funk rock, it is funk.", NOT_THE_STYLE, "Funk", "Funk", C, True, id="not-longer-option"),
+    pytest.param("B, not C.", VOICE, "Woman", "Woman", C, True, id="B-not-C"),
+    pytest.param("Not C.", VOICE, "Child", None, W, False, id="not-C"),
+    pytest.param("A man says he does not know the way.", VOICE, "Man", "Man", C, True, id="not-know-is-content"),
+    pytest.param("A dog, not a cat.", ANIMALS, "Dog", "Dog", C, True, id="dog-not-cat"),
+    pytest.param("It's a cow rather than a dog.", ANIMALS, "Cow", "Cow", C, True, id="rather-than"),
+    pytest.param("Not a dog, a cat.", ANIMALS, "Cat", "Cat", C, True, id="comma-ends-negation"),
+    pytest.param("It is not a dog, a bird, or a cow: a cat.", ANIMALS, "Cat", "Cat", C, True, id="negated-list"),
+    pytest.param(
+        "So the answer is \"I don't know\".", ("boots are stylish", "boots don't match anything"), "boots are stylish",
+        None, I, True, id="contraction-is-no-option-word",
+    ),
+    pytest.param(
+        "1. The pitch is low.\n2. Answer: Man\nThe correct choice is (B) Woman.", VOICE, "Man", "Man", C, True,
+        id="numbered-answer-line",
+    ),
+    # options by number or position
+    pytest.param("Option 3", VOICE, "Child", "Child", C, True, id="option-3"),
+    pytest.param("choice two", VOICE, "Woman", "Woman", C, True, id="choice-two"),
+    pytest.param("I pick the first option.", VOICE, "Man", "Man", C, True, id="first-option"),
+    pytest.param("The last option.", VOICE, "Robot", "Robot", C, True, id="last-option"),
+    pytest.param("The 4th choice fits best.", VOICE, "Robot", "Robot", C, True, id="4th-choice"),
+    pytest.param("option #1", VOICE, "Man", "Man", C, True, id="option-hash-1"),
+    pytest.param("Option 2", RINGS, "3", "2", W, True, id="number-option-is-text"),
+    pytest.param("Option 5", VOICE, "Man", None, W, False, id="option-out-of-range"),
+    pytest.param("The second option or the third option.", VOICE, "Man", None, W, False, id="two-positions"),
+    pytest.param(
+        "The first speaker's emotion changes.", SPEAKERS, "first speaker", "first speaker", C, True,
+        id="first-speaker-is-no-position",
+    ),
+    # plurals and simple inflections
+    pytest.param("I hear birds.", ANIMALS, "Bird", "Bird", C, True, id="plural-birds"),
+    pytest.param("Several cats meowing.", ANIMALS, "Cat", "Cat", C, True, id="plural-cats"),
+    pytest.param("Two women are talking.", VOICE, "Woman", "Woman", C, True, id="plural-women"),
+    pytest.param("Children laughing.", VOICE, "Child", "Child", C, True, id="plural-children"),
+    pytest.param("Pianos.", FIRST_INSTRUMENT, "Piano", "Piano", C, True, id="plural-pianos"),
+    pytest.param("Electric guitars.", GUITARS, "Guitar", "Electric guitar", W, True, id="plural-longer-option"),
+    pytest.param("A church bell ringing.", SCENE, "church bells", "church bells", C, True, id="singular-of-plural-option"),
+    pytest.param("Sirens wailing.", SCENE, SCENE[1], SCENE[1], C, True, id="plural-token"),
+    # abstentions: other languages, refusals, capability disclaimers
+    pytest.param("No lo sé.", VOICE, "Man", None, I, True, id="idk-spanish"),
+    pytest.param("No estoy seguro.", VOICE, "Man", None, I, True, id="unsure-spanish"),
+    pytest.param("Je ne suis pas sûr.", VOICE, "Man", None, I, True, id="unsure-french"),
+    pytest.param("Ich weiß es nicht.", VOICE, "Man", None, I, True, id="idk-german"),
+    pytest.param("Keine Ahnung.", VOICE, "Man", None, I, True, id="no-idea-german"),
+    pytest.param("わかりません。", VOICE, "Man", None, I, True, id="idk-japanese"),
+    pytest.param("모르겠습니다.", VOICE, "Man", None, I, True, id="idk-korean"),
+    pytest.param("Não sei.", VOICE, "Man", None, I, True, id="idk-portuguese"),
+    pytest.param("Я не знаю.", VOICE, "Man", None, I, True, id="idk-russian"),
+    pytest.param("不确定。", VOICE, "Man", None, I, True, id="unsure-chinese"),
+    pytest.param("I cannot assist with this request.", VOICE, "Man", None, I, True, id="cannot-assist"),
+    pytest.param("I must decline to answer this question.", VOICE, "Man", None, I, True, id="decline"),
+    pytest.param("I do not have access to the audio file.", VOICE, "Man", None, I, True, id="no-access"),
+    pytest.param("As an AI text model, I cannot listen to audio.", VOICE, "Man", None, I, True, id="as-an-ai"),
+    pytest.param("It is unclear from the recording.", VOICE, "Man", None, I, True, id="it-is-unclear"),
+    pytest.param(
+        "It's not clear which instrument comes first.", FIRST_INSTRUMENT, "Piano", None, I, True, id="not-clear",
+    ),
+    pytest.param("Cannot be determined.", VOICE, "Man", None, I, True, id="cannot-be-determined"),
+    pytest.param("It cannot be inferred from the clip.", VOICE, "Man", None, I, True, id="cannot-be-inferred"),
+    pytest.param(
+        "As an AI I can't hear audio, but the question suggests B.", VOICE, "Woman", "Woman", C, True,
+        id="disclaimer-then-letter",
+    ),
+    # hedge words that describe the audio, not the model
+    pytest.param(
+        "The speech is unclear, but she says ten o'clock.", OPENING, "at ten o'clock", "at ten o'clock", C, True,
+        id="unclear-speech-is-content",
+    ),
+    pytest.param("The woman refuses to answer the question.", VOICE, "Woman", "Woman", C, True, id="refusal-in-audio"),
+    pytest.param("Nadia is speaking.", ("Nadia", "Maria"), "Nadia", "Nadia", C, True, id="na-in-a-name"),
+    # a final "Answer:" line wins over the explanation after it
+    pytest.param(
+        "Answer: B\nExplanation: the voice is high, so the answer is not A.", VOICE, "Woman", "Woman", C, True,
+        id="answer-line-then-explanation",
+    ),
+    pytest.param(
+        "Answer: Man\n\nReasoning: the pitch is low. Therefore, a woman is unlikely.", VOICE, "Man", "Man", C, True,
+        id="answer-line-before-therefore",
+    ),
+    pytest.param(
+        "**Final Answer:** (C) Child\nThe other options, such as a man, do not fit.", VOICE, "Child", "Child", C, True,
+        id="final-answer-line-bold",
+    ),
+    pytest.param("Answer:\nB) Woman\nBecause the pitch is high.", VOICE, "Woman", "Woman", C, True, id="answer-next-line"),
+    pytest.param(
+        "Answer: I don't know\nThe clip could be a man or a woman.", VOICE, "Man", None, I, True, id="answer-line-idk",
+    ),
 ]
 
 
-@pytest.mark.parametrize("reply, choices, answer, choice, outcome, parsed", CASES)
+# Real replies of the default backend (cascade, Qwen2.5-Coder-0.5B) running MCoT and the Task Agent on
+# the demo items (with their clips) and on MMAU test-mini questions (without audio), collected once
+# by scripts/collect_judge_replies.py; each expected reading was checked by reading the reply.
+REAL = json.loads((Path(__file__).parent / "data" / "judge_replies.json").read_text(encoding="utf-8"))
+REAL_CASES = [
+    pytest.param(
+        r["reply"], tuple(r["choices"]), r["answer"], r["choice"], Outcome(r["outcome"]), r["parsed"],
+        id=f"real-{r['method']}-{r['id'][:13]}",
+    )
+    for r in REAL
+]
+
+
+@pytest.mark.parametrize("reply, choices, answer, choice, outcome, parsed", CASES + REAL_CASES)
 def test_judge_table(reply, choices, answer, choice, outcome, parsed):
     verdict = judge(reply, choices, answer)
     assert (verdict.choice, verdict.outcome, verdict.parsed) == (choice, outcome, parsed), verdict.rule
@@ -346,10 +498,29 @@ def test_judge_table(reply, choices, answer, choice, outcome, parsed):
 
 
 def test_table_is_large_and_varied():
-    assert len(CASES) >= 60
-    outcomes = {case.values[4] for case in CASES}
+    assert len(CASES + REAL_CASES) >= 250
+    assert len(REAL) >= 50 and {r["method"] for r in REAL} == {"mcot", "agent"}
+    outcomes = {case.values[4] for case in CASES + REAL_CASES}
     assert outcomes == {C, W, I}
-    assert any(case.values[5] is False for case in CASES)
+    assert any(case.values[5] is False for case in REAL_CASES)
+
+
+def test_unanswerable_key():
+    unanswerable = ("Anna", "Maria", "Laura", "Sofia")  # demo/items.json: the clip never says a name
+    assert judge("I don't know.", unanswerable, IDK_REPLY).outcome == I
+    assert judge("Answer: Maria", unanswerable, IDK_REPLY).outcome == W
+    assert judge("The speaker's name is not mentioned.", unanswerable, IDK_REPLY).parsed is False
+    assert judge("I don't know", ("Yes", "No", "I don't know"), "I don't know").outcome == C  # an option like any
+    with pytest.raises(JudgeError):
+        judge("Maria", unanswerable, "Nobody")
+
+
+def test_the_demo_marks_unanswerable_questions_with_the_idk_reply():
+    demo = json.loads((Path(__file__).parents[1] / "demo" / "items.json").read_text())
+    keys = [item["answer"] for item in demo]
+    assert keys.count(IDK_REPLY) == 3 and None not in keys
+    script = (Path(__file__).parents[1] / "scripts" / "make_demo_clips.py").read_text()
+    assert f'IDK_REPLY = "{IDK_REPLY}"' in script  # the generator writes the same key
 
 
 @pytest.mark.parametrize(
@@ -370,7 +541,7 @@ def test_rule_is_recorded(reply, rule):
 
 
 def test_several_options_reason_names_them():
-    rule = judge("It is a woman, not a man.", VOICE, "Man").rule
+    rule = judge("It is a woman or a man.", VOICE, "Man").rule
     assert rule.startswith("unparsed") and "'Man'" in rule and "'Woman'" in rule
 
 

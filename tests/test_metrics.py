@@ -33,27 +33,29 @@ PUBLISHED = {
     "mcot": {"sound": (57.96, 67.13), "music": (51.50, 67.53), "speech": (44.74, 57.71), "total": 64.29},
     "agent": {"sound": (58.56, 70.68), "music": (53.29, 68.22), "speech": (46.25, 57.93), "total": 65.66},
 }
-PUBLISHED_SOUND_RGI = {"idk": 0.27, "mcot": 0.09, "agent": 0.24}
-PUBLISHED_TOTAL_RGI = {"idk": 0.16, "mcot": 0.15, "agent": 0.23}
+# published RGI (log10(ΔHum / ΔCon), D = N) per modality and pooled over all 1000 items
+PUBLISHED_RGI = {
+    "idk": {"sound": 0.27, "music": 0.20, "speech": 0.02, "total": 0.16},
+    "mcot": {"sound": 0.09, "music": 0.25, "speech": 0.09, "total": 0.15},
+    "agent": {"sound": 0.24, "music": 0.27, "speech": 0.17, "total": 0.23},
+}
 
 # (method, modality) -> (correct, idk, lost_correct, gained_humble).
 # correct and idk follow from the published Acc and Rel alone (Rel = Acc + Rej(1 - Rej) with no other
 # solution; test_published_rates_pin_down_the_counts checks that they are the only ones).
-# lost/gained for sound are published. For music and speech they are not, and the published figures
-# do not determine them: many splits fit (e.g. IDK's total RGI could be anything from 0.01 to 0.40
-# for counts consistent with every per-modality Acc/Rel). We use the split with the fewest changed
-# answers (smallest total lost + gained) whose pooled RGI rounds to the published total, so the total
-# RGI test checks pooling on consistent counts, not an independent reproduction.
+# lost/gained for sound are published (ΔCon, ΔHum). For music and speech only RGI is: many splits
+# fit, so we use the one with the fewest changed answers (smallest total lost + gained) whose
+# per-modality RGIs and pooled RGI all round to the published figures; the tests check every one.
 COUNTS = {
     ("idk", "sound"): (194, 60, 36, 67),
-    ("idk", "music"): (181, 42, 6, 39),
-    ("idk", "speech"): (146, 48, 48, 25),
+    ("idk", "music"): (181, 42, 25, 40),
+    ("idk", "speech"): (146, 48, 43, 45),
     ("mcot", "sound"): (193, 34, 39, 48),
-    ("mcot", "music"): (172, 67, 12, 55),
-    ("mcot", "speech"): (149, 51, 43, 31),
+    ("mcot", "music"): (172, 67, 31, 55),
+    ("mcot", "speech"): (149, 51, 25, 31),
     ("agent", "sound"): (195, 47, 32, 55),
-    ("agent", "music"): (178, 61, 6, 55),
-    ("agent", "speech"): (154, 45, 44, 30),
+    ("agent", "music"): (178, 61, 30, 56),
+    ("agent", "speech"): (154, 45, 21, 31),
 }
 METHODS = ("idk", "mcot", "agent")
 
@@ -130,21 +132,24 @@ def test_sound_idk_deltas():
     assert cmp.rgi_label == "0.27"
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_sound_rgi(method):
-    cmp = compare(*paired("sound", *COUNTS[method, "sound"]))
-    assert cmp.rgi == pytest.approx(PUBLISHED_SOUND_RGI[method], abs=TOL)
+@pytest.mark.parametrize("method, modality", list(COUNTS))
+def test_published_rgi_per_modality(method, modality):
+    cmp = compare(*paired(modality, *COUNTS[method, modality]))
+    assert cmp.rgi == pytest.approx(PUBLISHED_RGI[method][modality], abs=TOL)
+    assert cmp.rgi_label == f"{PUBLISHED_RGI[method][modality]:.2f}"
+    assert (cmp.lost_correct, cmp.gained_humble) == COUNTS[method, modality][2:]
+    n = ITEMS[modality]
+    assert (cmp.delta_con, cmp.delta_hum) == (COUNTS[method, modality][2] / n, COUNTS[method, modality][3] / n)
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_total_rgi_pools_items(method):
-    # consistency only: music/speech lost/gained are our choice (see COUNTS)
     baseline, answers, groups = runs(method)
     table = compare_by_group(baseline, answers, groups)
     total = table["total"]
     assert total.n == 1000
     assert total.lost_correct == sum(table[m].lost_correct for m in ITEMS)
-    assert total.rgi == pytest.approx(PUBLISHED_TOTAL_RGI[method], abs=TOL)
+    assert total.rgi == pytest.approx(PUBLISHED_RGI[method]["total"], abs=TOL)
     assert total.rgi == pytest.approx(math.log10(total.gained_humble / total.lost_correct))
 
 
@@ -260,8 +265,8 @@ def test_compare_by_group_with_group_normalisation():
     baseline, answers, groups = runs("idk")
     table = compare_by_group(baseline, answers, groups, normalize="group")
     assert table["sound"].delta_con == pytest.approx(36 / 203)
-    assert table["total"].delta_con == pytest.approx((36 + 6 + 48) / 556)
-    assert table["total"].delta_hum == pytest.approx((67 + 39 + 25) / 444)
+    assert table["total"].delta_con == pytest.approx((36 + 25 + 43) / 556)
+    assert table["total"].delta_hum == pytest.approx((67 + 40 + 45) / 444)
 
 
 def test_bootstrap_is_seeded_and_contains_the_estimate():
