@@ -11,6 +11,7 @@ DEFAULT_BACKEND = "cascade"
 BACKENDS: dict[str, str] = {
     "cascade": "reliability.backends.cascade:CascadeBackend",
     "qwen2-audio": "reliability.backends.qwen2_audio:Qwen2AudioBackend",
+    "openai": "reliability.backends.openai_backend:OpenAIBackend",
     "scripted": "reliability.backends.scripted:ScriptedBackend",
 }
 
