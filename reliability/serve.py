@@ -205,7 +205,7 @@ def decoding(body: dict[str, Any]) -> Decoding:
         temperature = float(_given(body, "temperature", 1.0))
         top_p = float(_given(body, "top_p", 1.0))
         tokens = int(body.get("max_completion_tokens") or body.get("max_tokens") or Decoding.max_new_tokens)
-        n = int(body.get("n") or 1)
+        n = int(_given(body, "n", 1))
         seed = None if body.get("seed") is None else int(body["seed"])
     except (TypeError, ValueError) as exc:
         raise BadRequest(f"bad sampling field: {exc}") from exc
@@ -234,7 +234,7 @@ def completion(model: str, gen: Generation) -> dict[str, Any]:
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()), "model": model, "choices": choices}
 
 
-def _given(body: dict[str, Any], key: str, default: float):
+def _given(body: dict[str, Any], key: str, default: float | int):
     """A field's value, or OpenAI's default where it is absent or null."""
     return default if body.get(key) is None else body[key]
 
