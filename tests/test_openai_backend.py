@@ -200,3 +200,23 @@ def test_n_samples_come_back_from_one_request(tiny_server):
     sampled = Decoding(do_sample=True, temperature=1.5, max_new_tokens=6, num_samples=4, seed=7)
     (gen,) = OpenAIBackend(tiny_server.url).generate([Request(QUESTION, tone(seconds=0.5), sampled)])
     assert len(gen.texts) == 4 and len(set(gen.texts)) > 1
+
+
+# -- the app ------------------------------------------------------------------------------------
+
+
+def test_the_app_menu_offers_openai_only_when_the_command_line_gives_it(tmp_path):
+    from app import make_lab, parse_args
+
+    chosen = make_lab(parse_args(["--backend", "openai", "--backend-arg", "base_url=http://127.0.0.1:8000/v1", "--db", str(tmp_path / "a.db")]))
+    assert chosen.backend_names()[0] == "openai" and chosen.backend_kwargs == {"base_url": "http://127.0.0.1:8000/v1"}
+    assert "openai" not in make_lab(parse_args(["--db", str(tmp_path / "b.db")])).backend_names()
+
+
+def test_an_answer_without_a_confidence_says_why_on_its_card():
+    from reliability.lab import MethodResult
+    from reliability.ui_render import result_cards
+
+    why = "no option log-probabilities from m: the server returned none"
+    result = MethodResult("baseline", text="A", outcome="correct", key="a", steps=[{"name": "answer", "messages": [], "text": "A", "meta": {"no_confidence": why}}])
+    assert f"n/a ({why})" in result_cards(["baseline"], {"baseline": result})

@@ -15,6 +15,10 @@ BACKENDS: dict[str, str] = {
     "scripted": "reliability.backends.scripted:ScriptedBackend",
 }
 
+# offered in the app's menu only when the command line chose them: the test backend, and openai,
+# which means nothing without its server's arguments
+MENU_ONLY_AS_DEFAULT = ("scripted", "openai")
+
 
 def backend_class(name: str) -> type[Backend]:
     """Resolve a registered backend name to its class (imports its module)."""
@@ -29,4 +33,4 @@ def get_backend(name: str = DEFAULT_BACKEND, **kwargs) -> Backend:
     return backend_class(name)(**kwargs)
 
 
-__all__ = ["BACKENDS", "DEFAULT_BACKEND", "Backend", "backend_class", "get_backend"]
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "MENU_ONLY_AS_DEFAULT", "Backend", "backend_class", "get_backend"]
