@@ -82,6 +82,7 @@ class Batcher:
             if not live:
                 continue
             self.sizes.append(len(live))
+            start = time.perf_counter()
             try:
                 gens = await loop.run_in_executor(self._executor, self.backend.generate, [r for r, _ in live])
             except Exception as exc:  # every waiting request hears why
@@ -89,8 +90,11 @@ class Batcher:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            # the backend call's wall time, so a client can tell its own overhead from the model's work
+            seconds = round(time.perf_counter() - start, 4)
             for (_, future), gen in zip(live, gens):
                 if not future.done():
+                    gen.meta = {**gen.meta, "serve_batch_s": seconds, "serve_batch_size": len(live)}
                     future.set_result(gen)
 
     def _drain(self, batch: list) -> None:

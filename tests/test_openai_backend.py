@@ -220,3 +220,24 @@ def test_an_answer_without_a_confidence_says_why_on_its_card():
     why = "no option log-probabilities from m: the server returned none"
     result = MethodResult("baseline", text="A", outcome="correct", key="a", steps=[{"name": "answer", "messages": [], "text": "A", "meta": {"no_confidence": why}}])
     assert f"n/a ({why})" in result_cards(["baseline"], {"baseline": result})
+
+
+@pytest.mark.slow
+def test_the_cascade_through_serve_answers_the_demo_items_as_in_process():
+    from tests.test_cascade import COMPONENTS, demo_items
+    from tests.test_evidence import missing
+
+    absent = missing(COMPONENTS)
+    if absent:
+        pytest.skip(f"the cascade needs {', '.join(absent)}")
+    from reliability.audio import load_audio
+    from reliability.backends.cascade import CascadeBackend
+    from reliability.methods import ask, get_method
+
+    items = demo_items()
+    clips = [load_audio(item.audio_path) for item in items]
+    with running_serve("--backend-arg", "threads=2") as server:
+        remote = ask(get_method("baseline"), OpenAIBackend(server.url), items, clips)
+    local = ask(get_method("baseline"), CascadeBackend(threads=2), items, clips)
+    assert [a.text for a in remote] == [a.text for a in local]
+    assert all(r.confidence is not None and abs(r.confidence - l.confidence) < 1e-3 for r, l in zip(remote, local))

@@ -130,6 +130,7 @@ def test_a_chat_completion_with_audio_in_both_part_styles(scripted_server):
         assert reply.status_code == 200, reply.text
         data = reply.json()
         assert data["object"] == "chat.completion" and [c["message"]["content"] for c in data["choices"]] == ["(B) a dog"] * 2
+        assert data["choices"][0]["reliability_meta"]["serve_batch_s"] >= 0.3  # the backend call's time, for client overhead
 
 
 @pytest.mark.parametrize(

@@ -107,6 +107,11 @@ class OpenAIBackend(Backend):
         model_id = f"{served.id}@{hosts}" + (f" [{served.root}]" if served.root != served.id else "")
         return {"backend": self.name, "model_id": model_id, "adapter": None}
 
+    def load(self, progress=None) -> "OpenAIBackend":
+        """Check the servers now (the app preloads backends at start); there is no model to load here."""
+        self.connect()
+        return self
+
     def connect(self) -> ServedModel:
         """Ask every server for its models once; BackendError if one is unreachable or lacks the model."""
         if self.served is None:
