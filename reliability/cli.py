@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend-arg", action="append", default=[], metavar="KEY=VALUE", help="constructor argument of the backend, repeatable")
     p.add_argument("--model-name", default="", help="the model name clients ask for (default: the backend's model id)")
     p.add_argument("--max-batch", type=_positive, default=16, help="most requests per backend call (default: 16)")
-    p.add_argument("--batch-wait-ms", type=float, default=5.0, help="how long a lone request waits for others (default: 5)")
+    p.add_argument("--batch-wait-ms", type=float, default=20.0, help="how long a lone request waits for others (default: 20)")
     p.set_defaults(handler=_serve)
 
     from reliability.lora_cli import add_lora_commands  # a cycle otherwise: lora_cli builds backends through this module

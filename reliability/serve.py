@@ -42,7 +42,7 @@ class ServeConfig:
     api_key: str | None = None  # when set, every /v1 request needs "Authorization: Bearer <key>"
     model_name: str = ""  # the name clients ask for; empty: the backend's model id
     max_batch: int = 16  # most requests per backend call
-    batch_wait_ms: float = 5.0  # how long a lone request waits for others before its batch starts
+    batch_wait_ms: float = 20.0  # how long a lone request waits for others (5 ms split 8 concurrent requests 1 + 7)
 
 
 class BadRequest(Exception):

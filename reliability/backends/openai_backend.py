@@ -169,7 +169,7 @@ class OpenAIBackend(Backend):
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(self._answer(r)) for r in requests]
-        except* BackendError as errors:
+        except* Exception as errors:  # the first failure, as itself: the others were cancelled with it
             raise errors.exceptions[0] from None
         return [t.result() for t in tasks]
 
