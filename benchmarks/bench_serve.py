@@ -112,6 +112,7 @@ def main() -> None:
             ("8 prompts x 32 new tokens", [Request([{"role": "user", "content": p}], decoding=Decoding(max_new_tokens=32)) for p in PROMPTS]),
             ("9 demo items (closed-set answers)", requests),
         ):
+            remote.generate([Request(r.messages, decoding=Decoding(max_new_tokens=1)) for r in batch])  # warm the connection pool
             before = httpx.get(f"http://127.0.0.1:{port}/health").json()["backend_calls"]
             together, _ = timed(lambda b=batch: remote.generate(b))
             calls = httpx.get(f"http://127.0.0.1:{port}/health").json()["backend_calls"] - before

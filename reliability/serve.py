@@ -266,4 +266,6 @@ def serve(backend: Backend, config: ServeConfig = ServeConfig()) -> None:
         load()
     app = build_app(backend, config)
     print(f"serving {backend.name} on http://{config.host}:{config.port}/v1", flush=True)
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
+    # idle client connections stay open a minute (uvicorn's default is 5 s): a client that pauses between
+    # bursts would otherwise reconnect, and its first request would arrive alone and run as a batch of one
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", timeout_keep_alive=60)
