@@ -82,6 +82,19 @@ def from_array(samples, sample_rate: int, source: str = "array", max_seconds: fl
     return Clip(samples=data, source=source, hash=audio_hash(data))
 
 
+def from_bytes(data: bytes, source: str = "upload", max_seconds: float = DEFAULT_MAX_SECONDS) -> Clip:
+    """Decode an in-memory file (WAV, FLAC, OGG: what soundfile reads), e.g. audio sent over HTTP, to a Clip."""
+    import io
+
+    import soundfile as sf
+
+    try:
+        samples, sample_rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
+    except Exception as exc:
+        raise AudioError(f"{_short(source)}: not a readable audio file ({type(exc).__name__}: {_first_line(exc)})") from exc
+    return from_array(samples, sample_rate, source=source, max_seconds=max_seconds)
+
+
 def for_model(clip: Clip, max_seconds: float = MODEL_MAX_SECONDS) -> tuple[np.ndarray, bool]:
     """The samples a model sees: cut to `max_seconds`, padded to MIN_SECONDS. Returns (samples, was_cut)."""
     limit = int(max_seconds * SAMPLE_RATE)

@@ -1,4 +1,4 @@
-"""The command line: python -m reliability import | evaluate | diagnose | rejudge | runs | metrics | agreement | export,
+"""The command line: python -m reliability import | evaluate | diagnose | rejudge | runs | metrics | agreement | export | serve,
 plus the training commands of reliability/lora_cli.py (idk-dataset, train-lora, adapters, experiment).
 
 Every command works on one lab database (--db, by default in the user's data folder). Errors are
@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="the model's name, stored as the run's model id")
     p.add_argument("--method", default="baseline", help="the method it was asked with (default: baseline)")
     p.add_argument("--condition", default="full", help="full (with audio) or none (default: full)")
+    p.add_argument(
+        "--format", default="predictions", choices=["predictions", "lmms-eval"],
+        help="predictions: {id, model_output} records (default); lmms-eval: the samples JSONL of an MMAU task's --log_samples",
+    )
     p.set_defaults(handler=_import_predictions)
 
     p = commands.add_parser(
@@ -205,6 +209,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="file to write")
     p.set_defaults(handler=_metrics)
 
+    p = commands.add_parser(
+        "serve",
+        help="serve a backend over an OpenAI-compatible API (/v1/chat/completions, /v1/models)",
+        description="Serve a lab backend (the cascade by default) to any OpenAI client, lmms-eval or the openai "
+        "backend of another lab, batching concurrent requests into the backend's batched generate.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0 for every interface)")
+    p.add_argument("--port", type=_positive, default=8000, help="default: 8000")
+    p.add_argument("--api-key", help="require this key as 'Authorization: Bearer KEY' (default: none; or $RELIABILITY_SERVE_KEY)")
+    p.add_argument("--backend", default=None, help="backend name (default: the lab's default backend)")
+    p.add_argument("--backend-arg", action="append", default=[], metavar="KEY=VALUE", help="constructor argument of the backend, repeatable")
+    p.add_argument("--model-name", default="", help="the model name clients ask for (default: the backend's model id)")
+    p.add_argument("--max-batch", type=_positive, default=16, help="most requests per backend call (default: 16)")
+    p.add_argument("--batch-wait-ms", type=float, default=20.0, help="how long a lone request waits for others (default: 20)")
+    p.set_defaults(handler=_serve)
+
     from reliability.lora_cli import add_lora_commands  # a cycle otherwise: lora_cli builds backends through this module
 
     add_lora_commands(commands, common)
@@ -263,9 +283,18 @@ def _import_dataset(args) -> None:
 
 def _import_predictions(args) -> None:
     from reliability.datasets import import_predictions
+    from reliability.lmms_eval import import_lmms_eval
 
-    report = import_predictions(_open(args), args.file, args.dataset, args.model, args.method, args.condition)
-    print(report.summary())
+    importer = import_lmms_eval if args.format == "lmms-eval" else import_predictions
+    print(importer(_open(args), args.file, args.dataset, args.model, args.method, args.condition).summary())
+
+
+def _serve(args) -> None:
+    from reliability.serve import ServeConfig, serve
+
+    key = args.api_key or os.environ.get("RELIABILITY_SERVE_KEY")
+    config = ServeConfig(args.host, args.port, key, args.model_name, args.max_batch, args.batch_wait_ms)
+    serve(_backend(args), config)
 
 
 def _evaluate(args) -> None:

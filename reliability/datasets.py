@@ -156,16 +156,18 @@ def import_predictions(
     model: str,
     method: str = "baseline",
     condition: str = "full",
+    records: list[Any] | None = None,
 ) -> ImportReport:
     """Import replies a model gave elsewhere (e.g. a real LALM on a GPU cluster) as a run, judged here.
 
     The file is a JSON list or JSONL of records with `id` and `model_output` (or `model_prediction`),
     such as MMAU's own prediction files. Every id must be an item of `dataset`. Importing the same
     model's predictions again updates that run's answers. All or nothing, like import_dataset.
+    `records`: such records already read from `path` by another reader (reliability.lmms_eval).
     """
     path = os.fspath(path)
     condition = parse_condition(condition).name
-    records = read_records(path)
+    records = read_records(path) if records is None else records
     items = {stored.item.id: stored for stored in store.stored_items(db, dataset)}
     report = ImportReport(source=path, dataset=dataset, format="predictions", records=len(records))
 

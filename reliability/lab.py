@@ -29,7 +29,7 @@ from annotations.sampling import stratified_order
 from reliability import exports, metrics, tables
 from reliability.adapters import ensure_loaded, list_adapters
 from reliability.audio import Clip, load_audio
-from reliability.backends import BACKENDS, DEFAULT_BACKEND, get_backend
+from reliability.backends import BACKENDS, DEFAULT_BACKEND, MENU_ONLY_AS_DEFAULT, get_backend
 from reliability.backends.base import Backend
 from reliability.errors import AudioError, BackendError, ItemError, ReliabilityError, StoreError
 from reliability.evaluate import FULL
@@ -128,6 +128,11 @@ class MethodResult:
         """The Task Agent's tool step: (tool name, its transcript or caption)."""
         names = {"classify", "answer"}
         return next(((s["name"], s["text"]) for s in self.steps if s["name"] not in names), None)
+
+    @property
+    def no_confidence(self) -> str | None:
+        """Why the answer has no confidence, where its backend said (e.g. a server that gives no log-probabilities)."""
+        return next((s["meta"]["no_confidence"] for s in reversed(self.steps) if s.get("meta", {}).get("no_confidence")), None)
 
     def as_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -309,8 +314,8 @@ class Lab:
         return []
 
     def backend_names(self) -> list[str]:
-        """Backends offered in the UI: the default first; the scripted test backend only when it is the default."""
-        return [self.backend] + [n for n in BACKENDS if n not in (self.backend, "scripted")]
+        """Backends offered in the UI: the default first; scripted and openai only when they are the default."""
+        return [self.backend] + [n for n in BACKENDS if n != self.backend and n not in MENU_ONLY_AS_DEFAULT]
 
     def get_backend(self, name: str | None = None) -> Backend:
         """The backend of this name, built on first use and shared afterwards."""

@@ -72,7 +72,8 @@ def _answer_card(r: MethodResult) -> str:
     else:
         badge, css = OUTCOME_BADGES[r.outcome], f"lab-{r.outcome}"
     source = " · human label" if r.outcome_source != "parser" else ""
-    facts = [("parsed as", _parsed(r)), ("confidence", "n/a" if r.confidence is None else f"{r.confidence:.0%}")]
+    confidence = f"{r.confidence:.0%}" if r.confidence is not None else "n/a" + (f" ({_esc(r.no_confidence)})" if r.no_confidence else "")
+    facts = [("parsed as", _parsed(r)), ("confidence", confidence)]
     latency = "n/a" if r.latency_s is None else f"{r.latency_s:.2f} s"
     facts.append(("latency", latency + (" · from cache" if r.cached else "")))
     if r.audio_type is not None:

@@ -11,8 +11,13 @@ DEFAULT_BACKEND = "cascade"
 BACKENDS: dict[str, str] = {
     "cascade": "reliability.backends.cascade:CascadeBackend",
     "qwen2-audio": "reliability.backends.qwen2_audio:Qwen2AudioBackend",
+    "openai": "reliability.backends.openai_backend:OpenAIBackend",
     "scripted": "reliability.backends.scripted:ScriptedBackend",
 }
+
+# offered in the app's menu only when the command line chose them: the test backend, and openai,
+# which means nothing without its server's arguments
+MENU_ONLY_AS_DEFAULT = ("scripted", "openai")
 
 
 def backend_class(name: str) -> type[Backend]:
@@ -28,4 +33,4 @@ def get_backend(name: str = DEFAULT_BACKEND, **kwargs) -> Backend:
     return backend_class(name)(**kwargs)
 
 
-__all__ = ["BACKENDS", "DEFAULT_BACKEND", "Backend", "backend_class", "get_backend"]
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "MENU_ONLY_AS_DEFAULT", "Backend", "backend_class", "get_backend"]
