@@ -25,6 +25,7 @@ from reliability.diagnostics_ui import build_diagnostics_tab
 from reliability.experiments_ui import build_experiments_tab
 from reliability.lab import HUMAN, MODALITY_CHOICES, UNKNOWN_MODALITY, VERDICT_MODE, Lab
 from reliability.ui import ALL, MAX_CHOICES, MODES, NORMALIZE, SOURCES, VERDICTS, Api, Handlers
+from reliability import ui_render
 from reliability.ui_render import method_title
 
 TITLE = "Audio-LLM reliability lab"
@@ -219,6 +220,7 @@ def build_demo(lab: Lab) -> gr.Blocks:
                             label="Methods (LoRA appears when an adapter exists)",
                         )
                         backend = gr.Dropdown(lab.backend_names(), value=lab.backend, label="Backend")
+                        backend_note = gr.Markdown(ui_render.backend_note(lab.backend), elem_id="lab-backend-note")
                         run = gr.Button("Compare", variant="primary", elem_id="lab-compare")
                 examples = ui.example_rows()
                 if examples:
@@ -310,6 +312,7 @@ def build_demo(lab: Lab) -> gr.Blocks:
         update_filters = dict(fn=ui.filters, inputs=None, outputs=filter_outputs, **private)
 
         audio.change(ui.preview, audio, clip_plot, **private)
+        backend.change(ui_render.backend_note, backend, backend_note, **private)
         run.click(
             ui.compare, [audio, question, options, answer, modality, methods, backend], [status, cards, raw],
             concurrency_id="compare", concurrency_limit=4, **private,

@@ -15,6 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from reliability.audio import SAMPLE_RATE
+from reliability.backends import BACKEND_NOTES
 from reliability.lab import HUMAN_MODE, Dashboard, MethodResult, Task
 from reliability.methods import LORA_PREFIX
 from reliability import plots
@@ -279,6 +280,11 @@ def figures_page(figures: Sequence[go.Figure], title: str) -> str:
     """A standalone HTML page of figures; plotly.js is embedded once, so the page opens offline."""
     body = "".join(fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures))
     return f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(title)}</title></head><body>{body}</body></html>"
+
+
+def backend_note(name: str) -> str:
+    """The note under the Compare tab's backend menu: what answers on that backend, in one paragraph."""
+    return BACKEND_NOTES.get(name, "")
 
 
 def table_rows(dashboard: Dashboard) -> tuple[list[str], list[list[Any]]]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from reliability.backends import BACKENDS, Backend, backend_class, get_backend
+from reliability.backends import BACKEND_NOTES, BACKENDS, Backend, backend_class, get_backend
 from reliability.errors import UnknownNameError
 
 
@@ -11,6 +11,14 @@ from reliability.errors import UnknownNameError
 def test_every_registered_backend_resolves(name):
     cls = backend_class(name)
     assert issubclass(cls, Backend) and cls.name == name
+
+
+def test_the_app_says_what_answers_on_every_backend():
+    from reliability.ui_render import backend_note
+
+    assert set(BACKEND_NOTES) == set(BACKENDS) and all(backend_note(name) for name in BACKENDS)
+    # the default is not an audio model: its note must say so before anyone reads its answers as one
+    assert "Not an audio LLM" in backend_note("cascade") and "MODEL_CARD" in backend_note("cascade")
 
 
 def test_unknown_backend_lists_known_names():

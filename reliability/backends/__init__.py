@@ -15,6 +15,20 @@ BACKENDS: dict[str, str] = {
     "scripted": "reliability.backends.scripted:ScriptedBackend",
 }
 
+# what the app says under its backend menu: who answers, and what that model cannot do
+BACKEND_NOTES: dict[str, str] = {
+    "cascade": (
+        "**Not an audio LLM.** Whisper base (transcript), YAMNet (sound tags) and loudness are written down as text "
+        "evidence, and Qwen2.5-Coder-1.5B picks among the options or says \"I don't know\" when its best option is not "
+        "clearly ahead. It hears only what they write: no pitch, emotion, speaker or order of events. On 88 questions "
+        "about real recordings (docs/DEV_SET.md) the baseline answered 71 % of the answerable ones correctly and IDK "
+        "prompting abstained on 11 of 16 unanswerable ones. Limits: demo/MODEL_CARD.md."
+    ),
+    "qwen2-audio": "Qwen2-Audio through transformers: the model hears the clip itself (the first 30 s).",
+    "openai": "A model behind an OpenAI-compatible server (vLLM, a hosted API, or `python -m reliability serve`).",
+    "scripted": "Scripted replies for tests: not a model.",
+}
+
 # offered in the app's menu only when the command line chose them: the test backend, and openai,
 # which means nothing without its server's arguments
 MENU_ONLY_AS_DEFAULT = ("scripted", "openai")
@@ -33,4 +47,4 @@ def get_backend(name: str = DEFAULT_BACKEND, **kwargs) -> Backend:
     return backend_class(name)(**kwargs)
 
 
-__all__ = ["BACKENDS", "DEFAULT_BACKEND", "MENU_ONLY_AS_DEFAULT", "Backend", "backend_class", "get_backend"]
+__all__ = ["BACKENDS", "BACKEND_NOTES", "DEFAULT_BACKEND", "MENU_ONLY_AS_DEFAULT", "Backend", "backend_class", "get_backend"]
