@@ -29,6 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from reliability import prompts  # noqa: E402
 from reliability.audio import for_model, load_audio  # noqa: E402
 from reliability.backends.cascade import CascadeBackend  # noqa: E402
+from reliability.text_model import DEFAULT_TEXT_MODEL  # noqa: E402
 from reliability.datasets import MMAU_TEST_MINI  # noqa: E402
 from reliability.idk_dataset import SamplingConfig, TrainingExample, sample_items  # noqa: E402
 from reliability.methods import Baseline  # noqa: E402
@@ -119,11 +120,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5, help="samples per item (default: 5)")
     parser.add_argument("--examples", type=int, default=200, help="training examples to time (default: 200)")
     parser.add_argument("--items", type=int, default=60, help="MMAU items to sample without audio (default: 60)")
+    parser.add_argument("--model", default=DEFAULT_TEXT_MODEL, help=f"the cascade's text model (default: {DEFAULT_TEXT_MODEL})")
     parser.add_argument("--skip-sampling", action="store_true")
     parser.add_argument("--skip-training", action="store_true")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    backend = CascadeBackend(threads=args.threads).load()
+    backend = CascadeBackend(model_id=args.model, threads=args.threads).load()
+    print(f"text model: {args.model}")
     if not args.skip_sampling:
         bench_sampling(backend, args.n, args.items)
     if not args.skip_training:
