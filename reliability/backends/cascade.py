@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from reliability.backends.base import Backend
 from reliability.errors import BackendError
 from reliability.evidence import EvidenceExtractor
-from reliability.prompts import IDK_REPLY
+from reliability.prompts import CHOICE_LINE, IDK_REPLY, letter
 from reliability.text_model import DEFAULT_TEXT_MODEL, Progress, load_text_model, require, text_model_spec
 from reliability.types import Decoding, Generation, Request
 
 log = logging.getLogger(__name__)
 
-CASCADE_PROMPT_VERSION = "cascade-2"  # bump when anything below changes; stored with every answer
+CASCADE_PROMPT_VERSION = "cascade-3"  # bump when anything below changes; stored with every answer
 
 SYSTEM_WITH_AUDIO = (
     "You answer questions about an audio clip. You cannot hear it yourself: listening tools have "
@@ -38,11 +38,18 @@ EVIDENCE_BLOCK = "{content}\n\nAudio evidence:\n{evidence}"
 # included). A shared template before the choice ("The correct choice is (B) ...") drowned the
 # choice's own tokens: four choices landed within 0.05 nats and the letter decided. On the dev set
 # the bare text also beat "(B) choice" (12 against 9 of the first 15 answerable questions).
+# Where the prompt lists the choices as "(A) ...", the model's first token is mostly a letter, and
+# that letter is a second reading of its answer: each choice also scores the log-probability of its
+# line's first token ("(B"). The bare text alone lost short-prior-heavy ties ("a person singing"
+# over "an emergency vehicle siren" with the siren tagged 0.95, its letter ahead by 3 nats). On the
+# dev set the baseline stayed at 51/72, and IDK prompting abstained on 12 of 16 unanswerable
+# questions (11 before) while the agent answered 46/72 right (42 before).
 # "I don't know" is a short reply with a high prior: offered, it won every time on its own score.
 # Where a prompt offers it, it therefore competes as the runner-up choice's score plus this margin
 # (nats): the model abstains when its best choice is not clearly ahead of the next. Chosen on the
-# dev set of real recordings (docs/DEV_SET.md).
-ABSTAIN_MARGIN = 1.0
+# dev set of real recordings (docs/DEV_SET.md): 1.5 abstained on 12 of 16 unanswerable questions
+# and kept 39 of the baseline's 51 right answers; 1.0 kept 44 and abstained on 9.
+ABSTAIN_MARGIN = 1.5
 # A prompt that asks for reasoning before its answer (MCoT) is decoded freely; see _is_guided.
 REASONING = re.compile(r"step by step|\"Answer:", re.IGNORECASE)
 
@@ -196,10 +203,12 @@ class CascadeBackend(Backend):
             # one prefill of every prompt but its last token; replies are scored and generated from it
             cache = self._prefill(ids[:, :-1], mask[:, :-1])
             replies = [_replies(r, p.guided) for r, p in zip(requests, prepared)]
-            scores = [[sum(t) for t in row] for row in self._score_replies(replies, ids, mask, cache)]
+            tokens, first = self._score_replies(replies, ids, mask, cache)
+            scores = [[sum(t) for t in row] for row in tokens]
             free = [i for i, p in enumerate(prepared) if not p.guided]
             for i, (r, p) in enumerate(zip(requests, prepared)):
                 if p.guided:
+                    scores[i] = self._with_letters(scores[i], first[i], r.choices, p.prompt)
                     scores[i] = _with_abstention(scores[i], _offers_idk(r), self.abstain_margin)
                     texts[i] = _pick(replies[i], scores[i], decoding, rng)
             if free:
@@ -236,8 +245,17 @@ class CascadeBackend(Backend):
         )
         return cache
 
-    def _score_replies(self, replies: list[list[str]], ids, mask, cache) -> list[list[list[float]]]:
-        """Per-token log-probabilities of each candidate reply (end-of-turn included), in one forward over all candidates of the batch.
+    def _with_letters(self, scores: list[float], first, choices: tuple[str, ...], prompt: str) -> list[float]:
+        """Each choice's score plus the log-probability of its "(X) choice" line's first token, where the prompt lists them so."""
+        lines = [CHOICE_LINE.format(letter=letter(k), choice=c) for k, c in enumerate(choices)]
+        if first is None or not all(line in prompt for line in lines):
+            return scores
+        heads = [self.tokenizer(line, add_special_tokens=False).input_ids[0] for line in lines]
+        return [s + float(first[h]) for s, h in zip(scores, heads)] + scores[len(choices) :]
+
+    def _score_replies(self, replies: list[list[str]], ids, mask, cache) -> tuple[list[list[list[float]]], list]:
+        """Per-token log-probabilities of each candidate reply (end-of-turn included), in one forward over all candidates of the batch,
+        and per prompt the log-probabilities of every token as the reply's first (None for a prompt without candidates).
 
         Each row is its prompt's last token, one reply and the end-of-turn token, on a copy of its
         prompt's cache; padding goes at the right so every row starts where its prompt ends.
@@ -246,7 +264,7 @@ class CascadeBackend(Backend):
 
         rows = [(i, r) for i, rs in enumerate(replies) for r in rs]
         if not rows:
-            return [[] for _ in replies]
+            return [[] for _ in replies], [None for _ in replies]
         tok = self.tokenizer
         reply_ids = [tok(r, add_special_tokens=False).input_ids + [tok.eos_token_id] for _, r in rows]
         width = 1 + max(len(t) for t in reply_ids)
@@ -266,9 +284,12 @@ class CascadeBackend(Backend):
         logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
         picked = logprobs.gather(-1, new[:, 1:, None]).squeeze(-1).cpu()  # (rows, width-1): log p(reply token k)
         scores: list[list[list[float]]] = [[] for _ in replies]
+        first = [None for _ in replies]
         for r, (i, _) in enumerate(rows):
             scores[i].append(picked[r, : len(reply_ids[r])].tolist())
-        return scores
+            if first[i] is None:
+                first[i] = logprobs[r, 0].cpu()
+        return scores, first
 
     def reply_logprobs(self, prompts: list[str], replies: list[list[str]]) -> list[list[list[float]]]:
         """Per-token log-probabilities of each prompt's candidate replies (end-of-turn included), batched."""
@@ -279,7 +300,7 @@ class CascadeBackend(Backend):
             enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
             ids, mask = enc.input_ids.to(self.device), enc.attention_mask.to(self.device)
             with torch.inference_mode():
-                return self._score_replies(replies, ids, mask, self._prefill(ids[:, :-1], mask[:, :-1]))
+                return self._score_replies(replies, ids, mask, self._prefill(ids[:, :-1], mask[:, :-1]))[0]
 
     def _free_generate(self, ids, mask, cache, rows: list[int], decoding: Decoding) -> list[str]:
         """Ordinary generation for some rows of the batch, continuing from their prefill; n texts per row."""
