@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import abc
 
+from reliability.errors import BackendError
 from reliability.types import Generation, Request
 
 
@@ -49,3 +50,15 @@ class Backend(abc.ABC):
     def describe(self) -> dict:
         """Identity recorded with every run: which backend, model and adapter answered."""
         return {"backend": self.name, "model_id": self.model_id, "adapter": self.adapter}
+
+
+def with_clip_part(request: Request, backend: str, part: dict) -> list[dict]:
+    """The request's chat turns with `part` (the clip, in the backend's format) opening the first user turn."""
+    turns = [dict(m) for m in request.messages]
+    if request.audio is None:
+        return turns
+    first_user = next((i for i, m in enumerate(turns) if m["role"] == "user"), None)
+    if first_user is None:
+        raise BackendError(f"{backend}: a request with audio needs a user turn to attach it to")
+    turns[first_user] = {"role": "user", "content": [part, {"type": "text", "text": turns[first_user]["content"]}]}
+    return turns

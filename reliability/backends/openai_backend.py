@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from reliability.audio import SAMPLE_RATE
-from reliability.backends.base import Backend
+from reliability.backends.base import Backend, with_clip_part
 from reliability.errors import BackendError
 from reliability.types import Generation, Request
 
@@ -200,19 +200,14 @@ class OpenAIBackend(Backend):
 
     def messages(self, request: Request) -> list[dict]:
         """The chat turns as sent: the clip, if any, opens the first user turn as an audio content part."""
-        turns = [dict(m) for m in request.messages]
         if request.audio is None:
-            return turns
-        first_user = next((i for i, m in enumerate(turns) if m["role"] == "user"), None)
-        if first_user is None:
-            raise BackendError("openai: a request with audio needs a user turn to attach it to")
+            return [dict(m) for m in request.messages]
         data = self._wav(request)
         if self.audio_format == "input_audio":
             part = {"type": "input_audio", "input_audio": {"data": data, "format": "wav"}}
         else:
             part = {"type": "audio_url", "audio_url": {"url": f"data:audio/wav;base64,{data}"}}
-        turns[first_user] = {"role": "user", "content": [part, {"type": "text", "text": turns[first_user]["content"]}]}
-        return turns
+        return with_clip_part(request, "openai", part)
 
     def _wav(self, request: Request) -> str:
         key = request.audio_hash or str(id(request.audio))

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from reliability.audio import MODEL_MAX_SECONDS, SAMPLE_RATE, pad_to_min
-from reliability.backends.base import Backend
+from reliability.backends.base import Backend, with_clip_part
 from reliability.errors import BackendError, UnknownNameError
 from reliability.types import Decoding, Generation, Request
 
@@ -286,15 +286,7 @@ class Qwen2AudioBackend(Backend):
 
 def conversation(request: Request) -> list[dict]:
     """Chat turns for the template: the clip, if any, opens the first user turn."""
-    turns = [dict(m) for m in request.messages]
-    if request.audio is None:
-        return turns
-    first_user = next((i for i, m in enumerate(turns) if m["role"] == "user"), None)
-    if first_user is None:
-        raise BackendError("qwen2-audio: a request with audio needs a user turn to attach it to")
-    text = turns[first_user]["content"]
-    turns[first_user] = {"role": "user", "content": [dict(AUDIO_ITEM), {"type": "text", "text": text}]}
-    return turns
+    return with_clip_part(request, "qwen2-audio", dict(AUDIO_ITEM))
 
 
 def lm_target_modules_regex(model) -> str:
