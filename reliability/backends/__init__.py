@@ -21,7 +21,7 @@ BACKEND_NOTES: dict[str, str] = {
         "**Not an audio LLM.** Whisper base (transcript), YAMNet (sound tags) and loudness are written down as text "
         "evidence, and Qwen2.5-Coder-1.5B picks among the options or says \"I don't know\" when its best option is not "
         "clearly ahead. It hears only what they write: no pitch, emotion, speaker or order of events. On 88 questions "
-        "about real recordings (docs/DEV_SET.md) the baseline answered 71 % of the answerable ones correctly and IDK "
+        "about real recordings (docs/DEV_SET.md) the baseline answered 74 % of the answerable ones correctly and IDK "
         "prompting abstained on 12 of 16 unanswerable ones. Limits: demo/MODEL_CARD.md."
     ),
     "qwen2-audio": "Qwen2-Audio through transformers: the model hears the clip itself (the first 30 s).",

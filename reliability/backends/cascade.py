@@ -48,7 +48,7 @@ EVIDENCE_BLOCK = "{content}\n\nAudio evidence:\n{evidence}"
 # Where a prompt offers it, it therefore competes as the runner-up choice's score plus this margin
 # (nats): the model abstains when its best choice is not clearly ahead of the next. Chosen on the
 # dev set of real recordings (docs/DEV_SET.md): 1.5 abstained on 12 of 16 unanswerable questions
-# and kept 39 of the baseline's 51 right answers; 1.0 kept 44 and abstained on 9.
+# and kept 40 of the baseline's 53 right answers; 1.0 kept 47 and abstained on 9.
 ABSTAIN_MARGIN = 1.5
 # A prompt that asks for reasoning before its answer (MCoT) is decoded freely; see _is_guided.
 REASONING = re.compile(r"step by step|\"Answer:", re.IGNORECASE)
