@@ -158,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="print (or write) the metrics table",
         description="Acc, Tru, Rej, Rel per modality and total, and every method against the baseline "
         "(ΔCon, ΔHum, RGI), with paired bootstrap intervals. Human verdicts override the parser "
-        "unless --parser-only; the source column says which each row used.",
+        "unless --parser-only; the source column says which each row used. MMAU Acc is MMAU's own "
+        "string-match accuracy (its evaluation.py), to compare with the leaderboard; items without an "
+        "answer key are left out and counted. Definitions: docs/METRICS.md.",
     )
     _metrics_arguments(p)
     p.add_argument("--format", default="text", choices=["text", "json", "csv"], help="output format (default: text)")

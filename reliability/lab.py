@@ -648,13 +648,16 @@ class Lab:
         confidences = _confidences(db, runs)
         keyless, matches = exports.key_facts(db, [r.id for r in runs])
         for (backend, model_id), members in setups.items():
-            outcomes, sources, human, mmau = {}, {}, {}, {}
+            outcomes, sources, human, mmau, run_ids = {}, {}, {}, {}, {}
             for run in members:
                 label = run.method if len(setups) == 1 else f"{run.method} · {model_id or backend}"
                 outcomes[label], sources[label] = _overlay(parser[run.id].outcomes, run.id, votes)
                 human[label] = {item_id for item_id in outcomes[label] if (run.id, item_id) in votes}
                 mmau[label] = matches[run.id]
-                curve = _risk_coverage(outcomes[label], confidences.get(run.id, {}))
+                run_ids[label] = run.id
+            counted = tables.counted_outcomes(outcomes, keyless, human)  # keyless items count nowhere, curves included
+            for label, run_id in run_ids.items():
+                curve = _risk_coverage(counted[label], confidences.get(run_id, {}))
                 if curve is not None:
                     curves[label] = curve
             baseline = next((lbl for lbl, run in zip(outcomes, members) if run.method == BASELINE), None)
@@ -663,7 +666,6 @@ class Lab:
             )
             rows += [{"backend": backend, "model_id": model_id, **row} for row in table]
             if baseline is not None:
-                counted = tables.counted_outcomes(outcomes, keyless, human)
                 points += _points(table, counted, baseline, groups, filters.normalize, self.n_boot)
         people = store.human_baseline_report(db, dataset, filters.annotator)
         if people.outcomes:

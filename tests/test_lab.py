@@ -449,3 +449,18 @@ def test_a_press_for_a_missing_option_or_without_a_queue_says_why(lab, tone_wav)
     with pytest.warns(UserWarning, match="no option 9"):
         after, *_ = ui.choose(state, 8)
     assert after["ack"] == state["ack"] + 1 and lab.db()["labels"].count == 0
+
+
+def test_keyless_items_stay_out_of_the_risk_coverage_curve_too(lab, tone_wav):
+    from reliability.backends import get_backend
+    from reliability.evaluate import evaluate
+    from reliability.types import Generation
+
+    # two items of MMAU's test split kind (no key): their choice would read as wrong and raise the curve's risk
+    items = [Item(f"k{i}", "What is heard?", tuple(OPTIONS), KEY, "sound", str(tone_wav), "mmau") for i in range(3)]
+    items += [Item(f"open{i}", "What is heard?", tuple(OPTIONS), None, "sound", str(tone_wav), "mmau") for i in range(2)]
+    store.upsert_dataset(lab.db(), "mmau", [store.StoredItem(i) for i in items])
+    confident = get_backend("scripted", responder=lambda request: Generation(["B"], [-3.0, -0.1, -4.0]))
+    evaluate(lab.db(), confident, items, ["baseline"])
+    curve = lab.metrics(DashboardFilters(dataset="mmau", source=PARSER)).curves["baseline"]
+    assert len(curve.coverage) == 3 and curve.risk[-1] == 0.0, curve
