@@ -307,6 +307,9 @@ def train_lora(
         per_epoch = math.ceil(len(loader) / config.grad_accum)
         total = config.epochs * per_epoch
         trainee.base.train()
+        # once the loss is near 0, squared gradients in AdamW fall below float32's normal range, and
+        # denormal arithmetic slowed CPU steps about 7x; flushing them to zero costs no accuracy here
+        torch.set_flush_denormal(True)
         report(0, total, f"training {name}: {len(examples)} examples, {total} steps")
         pending: list[float] = []
         try:
@@ -341,6 +344,7 @@ def train_lora(
             save_adapter(module, name, folder, card, backend.model_id)
         accelerator.wait_for_everyone()
     finally:
+        torch.set_flush_denormal(False)  # PyTorch's default, for the inference that follows
         trainee.base.eval()
         for param in trainee.base.parameters():
             param.requires_grad_(False)  # the backend only ever runs inference
