@@ -22,7 +22,7 @@ from reliability.types import Decoding, Generation, Request
 
 log = logging.getLogger(__name__)
 
-CASCADE_PROMPT_VERSION = "cascade-3"  # bump when anything below changes; stored with every answer
+CASCADE_PROMPT_VERSION = "cascade-4"  # bump when anything below changes; stored with every answer
 
 SYSTEM_WITH_AUDIO = (
     "You answer questions about an audio clip. You cannot hear it yourself: listening tools have "
@@ -34,6 +34,7 @@ SYSTEM_NO_AUDIO = "You answer questions. No audio is attached; answer from the t
 # The evidence follows the method's text: measured on the demo items, the 0.5B model used it far more
 # often there than in front of the question.
 EVIDENCE_BLOCK = "{content}\n\nAudio evidence:\n{evidence}"
+NO_EVIDENCE = "(none)"  # the content-free evidence the abstention rule weighs against
 # Guided decoding scores each choice's own text by its summed log-probability (end-of-turn
 # included). A shared template before the choice ("The correct choice is (B) ...") drowned the
 # choice's own tokens: four choices landed within 0.05 nats and the letter decided. On the dev set
@@ -45,11 +46,17 @@ EVIDENCE_BLOCK = "{content}\n\nAudio evidence:\n{evidence}"
 # dev set the baseline stayed at 51/72, and IDK prompting abstained on 12 of 16 unanswerable
 # questions (11 before) while the agent answered 46/72 right (42 before).
 # "I don't know" is a short reply with a high prior: offered, it won every time on its own score.
-# Where a prompt offers it, it therefore competes as the runner-up choice's score plus this margin
-# (nats): the model abstains when its best choice is not clearly ahead of the next. Chosen on the
-# dev set of real recordings (docs/DEV_SET.md): 1.5 abstained on 12 of 16 unanswerable questions
-# and kept 40 of the baseline's 53 right answers; 1.0 kept 47 and abstained on 9.
-ABSTAIN_MARGIN = 1.5
+# Where a prompt offers it, it therefore competes through the choices' scores: the model abstains
+# unless its best choice leads the next by this margin (nats) in what the evidence added to each
+# choice, that is its score minus its score on the same prompt with the evidence (and any listener
+# output the prompt quotes) replaced by "(none)", the content-free prior of Zhao et al. 2021,
+# "Calibrate Before Use". The raw lead over the next choice (cascade-3) abstained on an
+# unanswerable question only when the choices happened to tie; the model's prior alone put "it is
+# free" 5 nats ahead on a silent clip. On the dev set of real recordings (docs/DEV_SET.md), with
+# margin 1.0 IDK prompting abstained on 16 of 16 unanswerable questions and kept 47 of the
+# baseline's 53 right answers (the raw lead: 12 of 16 and 40); 0.75 gave the same, 1.25 kept 45.
+# Without audio there is no evidence to weigh, and the raw lead decides.
+ABSTAIN_MARGIN = 1.0
 # A prompt that asks for reasoning before its answer (MCoT) is decoded freely; see _is_guided.
 REASONING = re.compile(r"step by step|\"Answer:", re.IGNORECASE)
 
@@ -61,6 +68,7 @@ class _Prepared:
     prompt: str  # the chat-template text, ending with the assistant's turn opening
     evidence: dict | None  # Evidence.as_dict(), None for a no-audio request
     guided: bool  # the reply is chosen from a closed set (see _is_guided), else generated freely
+    content_free: str | None  # the prompt without what the listeners heard; None without audio
 
 
 class CascadeBackend(Backend):
@@ -101,7 +109,7 @@ class CascadeBackend(Backend):
         dtype: text model compute dtype: "auto", "bfloat16" or "float32" (see text_model.compute_dtype).
         threads: CPU threads for torch, Whisper and YAMNet; 0 keeps each library's default.
         batch_size: requests per forward pass.
-        abstain_margin: where a prompt offers "I don't know", abstain when the best choice leads the next by less (nats).
+        abstain_margin: where a prompt offers "I don't know", abstain when the evidence lifts the best choice less than this over the next (nats).
         """
         spec = text_model_spec(model_id)  # fails fast on an unknown name, before any load
         super().__init__(spec.name)
@@ -176,40 +184,46 @@ class CascadeBackend(Backend):
 
     def _prepare(self, request: Request) -> _Prepared:
         messages = [dict(m) for m in request.messages]
-        evidence = None
+        evidence = content_free = None
         if request.audio is not None:
             found = self.evidence(request.audio, request.audio_hash, request.listen_for or request.choices)
             evidence = found.as_dict()
             last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
             if last_user is None:
                 raise BackendError("a request with audio needs at least one user message")
+            blank = [dict(m, content=_without_listeners(m["content"], found)) for m in messages]
             messages[last_user]["content"] = EVIDENCE_BLOCK.format(content=messages[last_user]["content"], evidence=found.to_text())
+            blank[last_user]["content"] = EVIDENCE_BLOCK.format(content=blank[last_user]["content"], evidence=NO_EVIDENCE)
+            content_free = self._render(blank, SYSTEM_WITH_AUDIO)
+        return _Prepared(self._render(messages, SYSTEM_WITH_AUDIO if evidence else SYSTEM_NO_AUDIO), evidence, _is_guided(request), content_free)
+
+    def _render(self, messages: list[dict], system: str) -> str:
         if not messages or messages[0]["role"] != "system":
-            messages.insert(0, {"role": "system", "content": SYSTEM_WITH_AUDIO if evidence else SYSTEM_NO_AUDIO})
-        prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return _Prepared(prompt, evidence, _is_guided(request))
+            messages = [{"role": "system", "content": system}, *messages]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def _generate_batch(self, requests: list[Request], prepared: list[_Prepared]) -> list[Generation]:
         import torch
 
         decoding = requests[0].decoding  # one decoding per batch (see generate)
         n = decoding.num_samples
-        enc = self.tokenizer([p.prompt for p in prepared], return_tensors="pt", padding=True, add_special_tokens=False)
-        ids, mask = enc.input_ids.to(self.device), enc.attention_mask.to(self.device)  # (B, T), left-padded
         start = time.perf_counter()
         rng = torch.Generator().manual_seed(decoding.seed) if decoding.seed is not None else None
         texts: list[list[str]] = [[] for _ in requests]
         with torch.inference_mode():
-            # one prefill of every prompt but its last token; replies are scored and generated from it
-            cache = self._prefill(ids[:, :-1], mask[:, :-1])
+            # one prefill of every prompt; replies are scored and generated from it
+            ids, mask, cache = self._encode([p.prompt for p in prepared])
             replies = [_replies(r, p.guided) for r, p in zip(requests, prepared)]
-            tokens, first = self._score_replies(replies, ids, mask, cache)
-            scores = [[sum(t) for t in row] for row in tokens]
+            # a free reply starts with its reasoning, not a letter: its choices score their text alone
+            listed = [r.choices if p.guided else () for r, p in zip(requests, prepared)]
+            scores = self._closed_set_scores(replies, [p.prompt for p in prepared], listed, (ids, mask, cache))
+            weigh = [i for i, (r, p) in enumerate(zip(requests, prepared)) if p.guided and p.content_free and _offers_idk(r)]
+            priors = self._closed_set_scores([replies[i] for i in weigh], [prepared[i].content_free for i in weigh], [requests[i].choices for i in weigh])
+            gains = {i: [s - q for s, q in zip(scores[i], prior)] for i, prior in zip(weigh, priors)}
             free = [i for i, p in enumerate(prepared) if not p.guided]
             for i, (r, p) in enumerate(zip(requests, prepared)):
                 if p.guided:
-                    scores[i] = self._with_letters(scores[i], first[i], r.choices, p.prompt)
-                    scores[i] = _with_abstention(scores[i], _offers_idk(r), self.abstain_margin)
+                    scores[i] = _with_abstention(scores[i], _offers_idk(r), self.abstain_margin, gains.get(i))
                     texts[i] = _pick(replies[i], scores[i], decoding, rng)
             if free:
                 generated = self._free_generate(ids[free], mask[free], cache, free, decoding)
@@ -227,14 +241,22 @@ class CascadeBackend(Backend):
             }
             if p.guided and len(request.choices) > 1:
                 best, second = sorted(scores[i][: len(request.choices)], reverse=True)[:2]
-                meta["choice_margin"] = round(best - second, 3)  # nats; the abstention rule reads it
+                meta["choice_margin"] = round(best - second, 3)  # nats
                 if _offers_idk(request):
                     meta["abstain_margin"] = self.abstain_margin
+                    if i in gains:  # what the abstention rule read: the evidence's lift of each choice
+                        meta["evidence_gain"] = [round(g, 3) for g in gains[i][: len(request.choices)]]
             if p.evidence is not None:
                 meta["evidence"] = p.evidence
             options = scores[i][: len(request.choices)] if request.choices else None  # choice order
             gens.append(Generation(texts[i], options, meta))
         return gens
+
+    def _encode(self, prompts: list[str]):
+        """Token ids and mask of a batch of prompts (left-padded), and the prefill cache of all but each one's last token."""
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        ids, mask = enc.input_ids.to(self.device), enc.attention_mask.to(self.device)
+        return ids, mask, self._prefill(ids[:, :-1], mask[:, :-1])
 
     def _prefill(self, ids, mask):
         from transformers import DynamicCache
@@ -244,6 +266,16 @@ class CascadeBackend(Backend):
             input_ids=ids, attention_mask=mask, position_ids=_positions(mask), past_key_values=cache, use_cache=True, logits_to_keep=1
         )
         return cache
+
+    def _closed_set_scores(self, replies: list[list[str]], prompts: list[str], choices: list[tuple[str, ...]], encoded=None) -> list[list[float]]:
+        """Each prompt's candidate replies scored (summed log-probability, plus a listed choice's letter; see _with_letters).
+
+        `encoded` is the prompts' (ids, mask, prefill cache) where the caller has them already.
+        """
+        if not prompts:
+            return []
+        tokens, first = self._score_replies(replies, *(encoded or self._encode(prompts)))
+        return [self._with_letters([sum(t) for t in row], f, c, p) if row else [] for row, f, c, p in zip(tokens, first, choices, prompts)]
 
     def _with_letters(self, scores: list[float], first, choices: tuple[str, ...], prompt: str) -> list[float]:
         """Each choice's score plus the log-probability of its "(X) choice" line's first token, where the prompt lists them so."""
@@ -290,17 +322,6 @@ class CascadeBackend(Backend):
             if first[i] is None:
                 first[i] = logprobs[r, 0].cpu()
         return scores, first
-
-    def reply_logprobs(self, prompts: list[str], replies: list[list[str]]) -> list[list[list[float]]]:
-        """Per-token log-probabilities of each prompt's candidate replies (end-of-turn included), batched."""
-        with self._lock:
-            self.load()
-            import torch
-
-            enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-            ids, mask = enc.input_ids.to(self.device), enc.attention_mask.to(self.device)
-            with torch.inference_mode():
-                return self._score_replies(replies, ids, mask, self._prefill(ids[:, :-1], mask[:, :-1]))[0]
 
     def _free_generate(self, ids, mask, cache, rows: list[int], decoding: Decoding) -> list[str]:
         """Ordinary generation for some rows of the batch, continuing from their prefill; n texts per row."""
@@ -380,6 +401,19 @@ def _listened(step: str, found) -> str:
     return found.caption()
 
 
+def _without_listeners(text: str, found) -> str:
+    """A message with any listener output it quotes (the agent's transcript or caption) replaced by NO_EVIDENCE.
+
+    The agent's last prompt carries its tool's output: left in, it would count as the model's
+    prior and the agent's content-free scores would weigh the evidence against itself.
+    """
+    for step in ("transcript", "caption"):
+        heard = _listened(step, found).strip()
+        if heard:
+            text = text.replace(heard, NO_EVIDENCE)
+    return text
+
+
 def _is_guided(request: Request) -> bool:
     """Whether a request is answered from its closed set of replies (see CascadeBackend) rather than freely.
 
@@ -408,17 +442,26 @@ def _replies(request: Request, guided: bool) -> list[str]:
     return [*request.choices, IDK_REPLY] if guided else list(request.choices)
 
 
-def _with_abstention(scores: list[float], offered: bool, margin: float) -> list[float]:
+def _with_abstention(scores: list[float], offered: bool, margin: float, gains: list[float] | None = None) -> list[float]:
     """The scores of [*choices, "I don't know"] with the abstention's score set by the rule where the prompt offers it.
 
-    Offered, "I don't know" scores the runner-up choice plus `margin`: it wins exactly when the best
-    choice leads the next by less than `margin`, whatever its own (high, prompt-driven) prior.
+    Offered, "I don't know" scores the best choice minus its lead plus `margin`, so it wins exactly
+    when the lead is under `margin`, whatever its own (high, prompt-driven) prior. The lead is the
+    best choice's evidence gain (score minus content-free score) over the largest gain among the
+    others and 0; without gains (no audio) it is the best choice's score over the runner-up's.
     """
     if not offered:
         return scores
-    choices = sorted(scores[:-1], reverse=True)
-    runner_up = choices[1] if len(choices) > 1 else choices[0] - margin
-    return [*scores[:-1], runner_up + margin]
+    choices = scores[:-1]
+    if len(choices) < 2:
+        return [*choices, choices[0] if choices else 0.0]  # nothing to compare; the tie goes to the choice
+    best = max(range(len(choices)), key=choices.__getitem__)
+    if gains:
+        # the content-free prior competes as a lift of 0: evidence that lowers every choice supports none
+        lead = gains[best] - max(0.0, *(g for k, g in enumerate(gains[: len(choices)]) if k != best))
+    else:
+        lead = choices[best] - max(c for k, c in enumerate(choices) if k != best)
+    return [*choices, choices[best] - lead + margin]
 
 
 def _pick(replies: list[str], scores: list[float], decoding: Decoding, rng) -> list[str]:
