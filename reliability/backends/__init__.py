@@ -19,10 +19,11 @@ BACKENDS: dict[str, str] = {
 BACKEND_NOTES: dict[str, str] = {
     "cascade": (
         "**Not an audio LLM.** Whisper base (transcript), YAMNet (sound tags) and loudness are written down as text "
-        "evidence, and Qwen2.5-Coder-1.5B picks among the options or says \"I don't know\" when its best option is not "
-        "clearly ahead. It hears only what they write: no pitch, emotion, speaker or order of events. On 88 questions "
-        "about real recordings (docs/DEV_SET.md) the baseline answered 74 % of the answerable ones correctly and IDK "
-        "prompting abstained on 12 of 16 unanswerable ones. Limits: demo/MODEL_CARD.md."
+        "evidence, and Qwen2.5-Coder-1.5B picks among the options or says \"I don't know\" when the evidence does not "
+        "clearly lift one option over the others. It hears only what they write: no pitch, emotion, speaker or order of "
+        "events. On 88 questions about real recordings (docs/DEV_SET.md) the baseline answered 74 % of the answerable "
+        "ones correctly; IDK prompting kept 47 of its 53 right answers and abstained on all 16 unanswerable ones. "
+        "Limits: demo/MODEL_CARD.md."
     ),
     "qwen2-audio": "Qwen2-Audio through transformers: the model hears the clip itself (the first 30 s).",
     "openai": "A model behind an OpenAI-compatible server (vLLM, a hosted API, or `python -m reliability serve`).",
