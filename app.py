@@ -20,10 +20,11 @@ import gradio as gr  # noqa: E402
 
 from reliability.adapters import default_adapters_dir
 from reliability.backends import BACKENDS, DEFAULT_BACKEND
-from reliability.cli import default_db, key_value
 from reliability.diagnostics_ui import build_diagnostics_tab
 from reliability.experiments_ui import build_experiments_tab
 from reliability.lab import HUMAN, MODALITY_CHOICES, UNKNOWN_MODALITY, VERDICT_MODE, Lab
+from reliability.options import key_value
+from reliability.paths import default_db
 from reliability.ui import ALL, MAX_CHOICES, MODES, NORMALIZE, SOURCES, VERDICTS, Api, Handlers
 from reliability import ui_render
 from reliability.ui_render import method_title

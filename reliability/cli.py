@@ -8,21 +8,13 @@ Ctrl-C); an import refused for bad records lists them, one line each, before tha
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
 
 from reliability.errors import BackendError, DatasetError, ReliabilityError
-
-DEFAULT_DB_NAME = "lab.db"
-
-
-def default_db() -> str:
-    """Where the lab database lives unless --db says otherwise: the user's data folder."""
-    import platformdirs
-
-    return os.path.join(platformdirs.user_data_dir("reliability-lab"), DEFAULT_DB_NAME)
+from reliability.options import key_value
+from reliability.paths import default_db
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -477,17 +469,6 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return value
-
-
-def key_value(text: str) -> tuple[str, object]:
-    """KEY=VALUE with VALUE read as JSON where it parses (numbers, true/false), else as text."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise ReliabilityError(f"--backend-arg {text!r}: expected KEY=VALUE")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def _number(value: float | None) -> str:
