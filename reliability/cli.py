@@ -38,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command (also used by the docs test)."""
+    from reliability.methods import LORA_PATTERN, method_names
+
     parser = argparse.ArgumentParser(
         prog="python -m reliability", description="Audio-LLM reliability lab: import, evaluate, score, export."
     )
@@ -90,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         "same command again after a crash or Ctrl-C finishes the work without asking anything twice.",
     )
     p.add_argument("--dataset", required=True, help="an imported dataset")
-    p.add_argument("--methods", default="baseline", help="comma-separated: baseline,idk,mcot,agent,lora:<adapter>")
+    p.add_argument("--methods", default="baseline", help=f"comma-separated: {','.join([*method_names(), LORA_PATTERN])}")
     p.add_argument("--backend", default=None, help="backend name (default: the lab's default backend)")
     p.add_argument(
         "--backend-arg", action="append", default=[], metavar="KEY=VALUE",
