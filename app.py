@@ -20,10 +20,12 @@ import gradio as gr  # noqa: E402
 
 from reliability.adapters import default_adapters_dir
 from reliability.backends import BACKENDS, DEFAULT_BACKEND
-from reliability.cli import default_db, key_value
 from reliability.diagnostics_ui import build_diagnostics_tab
 from reliability.experiments_ui import build_experiments_tab
 from reliability.lab import HUMAN, MODALITY_CHOICES, UNKNOWN_MODALITY, VERDICT_MODE, Lab
+from reliability.methods import method_names
+from reliability.options import key_value
+from reliability.paths import default_db
 from reliability.ui import ALL, MAX_CHOICES, MODES, NORMALIZE, SOURCES, VERDICTS, Api, Handlers
 from reliability import ui_render
 from reliability.ui_render import method_title
@@ -37,7 +39,6 @@ DASHBOARD_SECONDS = 5.0  # the open dashboard re-reads the notebook this often
 NAME_KEY = "reliability-lab-annotator"  # localStorage key of the annotator's name
 # The name is not a secret; a fixed key lets the browser's saved name survive a server restart.
 NAME_SECRET = "reliability-lab-annotator-name"
-METHOD_DEFAULTS = ("baseline", "idk", "mcot", "agent")
 
 INTRO = (
     f"# {TITLE}\n"
@@ -216,7 +217,7 @@ def build_demo(lab: Lab) -> gr.Blocks:
                             modality = gr.Dropdown(list(MODALITY_CHOICES), value=UNKNOWN_MODALITY, label="Modality", scale=2, elem_id="lab-modality")
                         methods = gr.CheckboxGroup(
                             [(method_title(m), m) for m in lab.method_names()],
-                            value=[m for m in METHOD_DEFAULTS if m in lab.method_names()],
+                            value=method_names(),
                             label="Methods (LoRA appears when an adapter exists)",
                         )
                         backend = gr.Dropdown(lab.backend_names(), value=lab.backend, label="Backend")

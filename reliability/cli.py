@@ -8,21 +8,13 @@ Ctrl-C); an import refused for bad records lists them, one line each, before tha
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
 
 from reliability.errors import BackendError, DatasetError, ReliabilityError
-
-DEFAULT_DB_NAME = "lab.db"
-
-
-def default_db() -> str:
-    """Where the lab database lives unless --db says otherwise: the user's data folder."""
-    import platformdirs
-
-    return os.path.join(platformdirs.user_data_dir("reliability-lab"), DEFAULT_DB_NAME)
+from reliability.options import key_value
+from reliability.paths import default_db
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,6 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command (also used by the docs test)."""
+    from reliability.backends import BACKENDS, DEFAULT_BACKEND
+    from reliability.methods import LORA_PATTERN, method_names
+
+    backend_help = f"backend name: {', '.join(BACKENDS)} (default: {DEFAULT_BACKEND})"
     parser = argparse.ArgumentParser(
         prog="python -m reliability", description="Audio-LLM reliability lab: import, evaluate, score, export."
     )
@@ -98,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         "same command again after a crash or Ctrl-C finishes the work without asking anything twice.",
     )
     p.add_argument("--dataset", required=True, help="an imported dataset")
-    p.add_argument("--methods", default="baseline", help="comma-separated: baseline,idk,mcot,agent,lora:<adapter>")
-    p.add_argument("--backend", default=None, help="backend name (default: the lab's default backend)")
+    p.add_argument("--methods", default="baseline", help=f"comma-separated: {','.join([*method_names(), LORA_PATTERN])}")
+    p.add_argument("--backend", default=None, help=backend_help)
     p.add_argument(
         "--backend-arg", action="append", default=[], metavar="KEY=VALUE",
         help="constructor argument of the backend, repeatable (e.g. model_id=..., device=cpu)",
@@ -130,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--conditions", default="all",
         help="comma-separated: full, none, n<N>_chunk<K>; 'all' = full, none and the 14 fragments of N = 2..5 (default)",
     )
-    p.add_argument("--backend", default=None, help="backend name (default: the lab's default backend)")
+    p.add_argument("--backend", default=None, help=backend_help)
     p.add_argument("--backend-arg", action="append", default=[], metavar="KEY=VALUE", help="constructor argument of the backend, repeatable")
     p.add_argument("--limit", type=int, help="only the first N items (in import order)")
     p.add_argument("--modality", help="only items of this modality (sound, music, speech)")
@@ -220,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0 for every interface)")
     p.add_argument("--port", type=_positive, default=8000, help="default: 8000")
     p.add_argument("--api-key", help="require this key as 'Authorization: Bearer KEY' (default: none; or $RELIABILITY_SERVE_KEY)")
-    p.add_argument("--backend", default=None, help="backend name (default: the lab's default backend)")
+    p.add_argument("--backend", default=None, help=backend_help)
     p.add_argument("--backend-arg", action="append", default=[], metavar="KEY=VALUE", help="constructor argument of the backend, repeatable")
     p.add_argument("--model-name", default="", help="the model name clients ask for (default: the backend's model id)")
     p.add_argument("--max-batch", type=_positive, default=16, help="most requests per backend call (default: 16)")
@@ -477,17 +473,6 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return value
-
-
-def key_value(text: str) -> tuple[str, object]:
-    """KEY=VALUE with VALUE read as JSON where it parses (numbers, true/false), else as text."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise ReliabilityError(f"--backend-arg {text!r}: expected KEY=VALUE")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def _number(value: float | None) -> str:

@@ -34,7 +34,7 @@ from reliability.backends.base import Backend
 from reliability.errors import AudioError, BackendError, ItemError, ReliabilityError, StoreError
 from reliability.evaluate import FULL
 from reliability.judge import JUDGE_VERSION
-from reliability.methods import LORA_PREFIX, METHODS, ask, get_method, validate_item
+from reliability.methods import LORA_PREFIX, ask, get_method, method_names, validate_item
 from reliability.plots import MethodPoint
 from reliability.prompts import IDK_REPLY
 from reliability.types import MODALITIES, Decoding, Item, Outcome
@@ -350,7 +350,7 @@ class Lab:
 
     def method_names(self) -> list[str]:
         """Every method the Compare tab offers: the built-in ones, then one per saved adapter."""
-        return [*METHODS, *(f"{LORA_PREFIX}{name}" for name in self.adapters())]
+        return [*method_names(), *(f"{LORA_PREFIX}{name}" for name in self.adapters())]
 
     def model_lock(self, name: str | None = None) -> ModelGate:
         """The lock held while a backend's model answers: hold it to change the model (e.g. train an adapter)

@@ -1,7 +1,8 @@
 """Reliability methods (baseline, IDK prompting, MCoT, Task Agent, LoRA), written against the Backend interface only.
 
 A method turns a batch of items and their clips into final replies; `ask` then judges them. Each
-method makes one batched backend call per step, so batching helps every backend equally.
+method makes one batched backend call per step, so batching helps every backend equally. A new
+training-free method is one class decorated with `register_method`: the CLI, the app and its API list it by name.
 """
 from __future__ import annotations
 
@@ -23,12 +24,16 @@ from reliability.types import Answer, Decoding, Item, Judgement, MethodOutput, O
 
 MAX_QUESTION_CHARS = 4000  # a longer "question" is almost surely a pasted file, not a question
 LORA_PREFIX = "lora:"
+LORA_PATTERN = f"{LORA_PREFIX}<adapter>"  # how the LoRA methods are named in help texts and errors
+
+METHODS: dict[str, type[Method]] = {}  # training-free methods by name, in registration order; fill with register_method
 
 
 class Method(abc.ABC):
     """One way of asking. `name` is stored with every answer."""
 
     name: str = "method"
+    title: str | None = None  # the app's display name; the name itself when None
     max_new_tokens: int = 64  # answer budget; chain-of-thought needs more
     adapter: str | None = None  # LoRA adapter to activate while this method runs
 
@@ -63,22 +68,43 @@ class SinglePrompt(Method):
         ]
 
 
+def register_method(cls: type[Method]) -> type[Method]:
+    """Offer a training-free method class under its `name` everywhere (CLI, app, API); usable as a class decorator."""
+    if cls.name in METHODS or cls.name.startswith(LORA_PREFIX):
+        taken = f"the {LORA_PATTERN} methods" if cls.name.startswith(LORA_PREFIX) else METHODS[cls.name].__qualname__
+        raise ValueError(f"method name {cls.name!r} is taken by {taken}; registered: {', '.join(METHODS)}")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def method_names() -> list[str]:
+    """Names of the registered training-free methods, in registration order (the LoRA ones depend on saved adapters)."""
+    return list(METHODS)
+
+
+@register_method
 class Baseline(SinglePrompt):
     name = "baseline"
+    title = "Baseline"
 
 
+@register_method
 class IdkPrompting(SinglePrompt):
     name = "idk"
+    title = "IDK prompting"
     suffix = prompts.IDK_INSTRUCTION
 
 
+@register_method
 class MCoT(SinglePrompt):
     name = "mcot"
+    title = "MCoT"
     max_new_tokens = 256
     before = prompts.MCOT_EXAMPLES
     suffix = prompts.MCOT_INSTRUCTION
 
 
+@register_method
 class TaskAgent(Method):
     """Three calls to the same backend: classify the audio, run the matching tool, answer with its text.
 
@@ -87,6 +113,7 @@ class TaskAgent(Method):
     """
 
     name = "agent"
+    title = "Task Agent"
     tool_tokens = 160  # a transcript or caption needs more room than an answer
 
     def run(self, backend, items, clips, decoding):
@@ -142,15 +169,12 @@ class LoraMethod(Baseline):
             backend.set_adapter(previous)
 
 
-METHODS: dict[str, type[Method]] = {"baseline": Baseline, "idk": IdkPrompting, "mcot": MCoT, "agent": TaskAgent}
-
-
 def get_method(name: str) -> Method:
     """A method by name; "lora:<adapter>" gives the baseline answered with that adapter."""
     if name.startswith(LORA_PREFIX) and len(name) > len(LORA_PREFIX):
         return LoraMethod(name[len(LORA_PREFIX) :])
     if name not in METHODS:
-        raise UnknownNameError("method", name, [*METHODS, "lora:<adapter>"])
+        raise UnknownNameError("method", name, [*METHODS, LORA_PATTERN])
     return METHODS[name]()
 
 

@@ -30,6 +30,7 @@ from reliability.exports import export_table
 from reliability.lab import (
     HUMAN, HUMAN_MODE, LAB_DATASET, PARSER, UNKNOWN_MODALITY, VERDICT_MODE, DashboardFilters, Lab, MethodResult, Waiting, modality_counts,
 )
+from reliability.methods import method_names
 
 log = logging.getLogger(__name__)
 
@@ -406,7 +407,7 @@ class Api:
         backend: str = "",
         modality: str = UNKNOWN_MODALITY,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Ask the clip with each method (default: every built-in one); yields the results so far after each.
+        """Ask the clip with each method (default: every registered training-free one); yields the results so far after each.
 
         audio: the clip, sent with gradio_client.handle_file(path). options: the choices ([] for an open
         question). answer: the key, an option's text or letter ("" for none). Each result has method,
@@ -414,7 +415,7 @@ class Api:
         """
         path = _uploaded_path(audio)
         results = []
-        for result in self.lab.compare(path, question, options or [], answer, methods or ["baseline", "idk", "mcot", "agent"], backend or None, modality):
+        for result in self.lab.compare(path, question, options or [], answer, methods or method_names(), backend or None, modality):
             results.append(result.as_dict())
             yield results
 

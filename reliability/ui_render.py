@@ -17,13 +17,12 @@ import plotly.graph_objects as go
 from reliability.audio import SAMPLE_RATE
 from reliability.backends import BACKEND_NOTES
 from reliability.lab import HUMAN_MODE, Dashboard, MethodResult, Task
-from reliability.methods import LORA_PREFIX
+from reliability.methods import LORA_PREFIX, METHODS
 from reliability import plots
 from reliability.plots import TEMPLATE, empty_figure
 from reliability.prompts import IDK_REPLY, letter
 from reliability.tables import table_cells, table_headers
 
-METHOD_TITLES = {"baseline": "Baseline", "idk": "IDK prompting", "mcot": "MCoT", "agent": "Task Agent"}
 OUTCOME_BADGES = {"correct": "✓ correct", "wrong": "✗ wrong", "idk": "? I don't know"}
 WAVEFORM_POINTS = 1200  # envelope columns drawn for the waveform, whatever the clip's length
 SPECTROGRAM_FRAMES = 600  # most spectrogram columns sent to the browser
@@ -34,7 +33,8 @@ def method_title(name: str) -> str:
     """A method's display name: "IDK prompting", "LoRA · my-adapter"."""
     if name.startswith(LORA_PREFIX):
         return f"LoRA · {name[len(LORA_PREFIX):]}"
-    return METHOD_TITLES.get(name, name)
+    cls = METHODS.get(name)
+    return (cls and cls.title) or name
 
 
 # ---------------------------------------------------------------- compare
