@@ -321,10 +321,12 @@ class RunOutcomes:
         return HUMAN if n_human == len(self.sources) else f"mixed ({n_human} human)"
 
 
-def run_outcomes(db: sqlite_utils.Database, run_ids: Sequence[str], human: bool = True) -> dict[str, RunOutcomes]:
+def run_outcomes(
+    db: sqlite_utils.Database, run_ids: Sequence[str], human: bool = True, annotator: str | None = None
+) -> dict[str, RunOutcomes]:
     """Outcomes of each run by item. With `human`, a human verdict on an answer overrides the parser:
-    the majority of the annotators' verdicts, a tie going to the latest. A verdict applies only while the
-    answer's text is the one it was given for."""
+    the majority of the annotators' verdicts (or only `annotator`'s), a tie going to the latest. A verdict
+    applies only while the answer's text is the one it was given for."""
     run_ids = list(dict.fromkeys(run_ids))
     runs: dict[str, Run] = {}
     outcomes: dict[str, dict[str, str]] = {run_id: {} for run_id in run_ids}
@@ -338,9 +340,9 @@ def run_outcomes(db: sqlite_utils.Database, run_ids: Sequence[str], human: bool 
             sql = (
                 "SELECT l.run_id, l.item_id, l.verdict, l.updated_at FROM labels l"
                 " JOIN answers a ON a.id = l.answer_id AND a.text_hash = l.answer_text_hash"
-                f" WHERE l.kind = '{VERDICT}' AND l.run_id IN ({marks})"
+                f" WHERE l.kind = '{VERDICT}' AND l.run_id IN ({marks})" + (" AND l.annotator = ?" if annotator else "")
             )
-            for run_id, item_id, verdict, updated_at in db.execute(sql, chunk):
+            for run_id, item_id, verdict, updated_at in db.execute(sql, [*chunk, *([annotator] if annotator else [])]):
                 votes[(run_id, item_id)].append((verdict, updated_at))
     unknown = [run_id for run_id in run_ids if run_id not in runs]
     if unknown:

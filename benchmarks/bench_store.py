@@ -25,7 +25,7 @@ from reliability.audio import SAMPLE_RATE  # noqa: E402
 from reliability.backends.scripted import ScriptedBackend  # noqa: E402
 from reliability.datasets import MMAU_TEST_MINI, import_dataset  # noqa: E402
 from reliability.evaluate import evaluate  # noqa: E402
-from reliability.exports import metrics_rows  # noqa: E402
+from reliability.report import metrics_rows  # noqa: E402
 from reliability.types import Answer, Decoding, Item, Judgement, Outcome  # noqa: E402
 
 MMAU = MMAU_TEST_MINI

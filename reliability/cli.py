@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         "unless --parser-only; the source column says which each row used. MMAU Acc is MMAU's own "
         "string-match accuracy (its evaluation.py), to compare with the leaderboard; items without an "
         "answer key are left out and counted. Definitions: docs/METRICS.md.",
+        epilog=_columns_help(),
     )
     _metrics_arguments(p)
     p.add_argument("--format", default="text", choices=["text", "json", "csv"], help="output format (default: text)")
@@ -227,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_lora_commands(commands, common)
     return parser
+
+
+def _columns_help() -> str:
+    """The table's columns in one paragraph, from their one declaration."""
+    from reliability.report import COLUMNS, NONE
+
+    return "Columns: " + "; ".join(f"{c.label}: {c.help}" + ("" if c.better == NONE else f" ({c.better} is better)") for c in COLUMNS) + "."
 
 
 def _metrics_arguments(p: argparse.ArgumentParser) -> None:
@@ -378,7 +386,8 @@ def _runs(args) -> None:
 
 
 def _metrics(args) -> None:
-    from reliability.exports import export_table, metrics_rows, write_text
+    from reliability.exports import export_table, write_text
+    from reliability.report import metrics_rows
     from reliability.tables import format_table
 
     db = _open(args)

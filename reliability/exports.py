@@ -7,17 +7,14 @@ import json
 import math
 import os
 import sys
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TextIO
 
 import sqlite_utils
 
 from annotations import store
-from reliability import tables
 from reliability.datasets import PREDICTION_KEYS
 from reliability.errors import ReliabilityError
-from reliability.judge import mmau_match
 
 ROW_FORMATS = ("csv", "jsonl")
 TABLE_FORMATS = ("json", "csv")
@@ -53,71 +50,8 @@ def export_submission(db: sqlite_utils.Database, path: str | os.PathLike, run_id
     return len(records)
 
 
-def metrics_rows(
-    db: sqlite_utils.Database,
-    dataset: str,
-    condition: str | None = None,
-    baseline: str = "baseline",
-    human: bool = True,
-    n_boot: int = 1000,
-    level: float = 0.95,
-    normalize: str = "total",
-) -> list[dict[str, Any]]:
-    """The metrics table of a dataset's stored runs (tables.metrics_table rows plus backend, model, condition).
-
-    Runs are compared within their setup (backend, model, condition), every method against the run
-    named `baseline`; the humans' own answers, where there are any, add a "human" row without comparison.
-    :param human: let human verdicts override the parser (each row's `source` says which was used)
-    """
-    runs = store.list_runs(db, dataset, condition)
-    if not runs:
-        raise ReliabilityError(f"no runs of dataset {dataset!r}" + (f" under condition {condition!r}" if condition else ""))
-    groups = store.modalities(db, dataset)
-    outcomes = store.run_outcomes(db, [r.id for r in runs], human=human)
-    keyless, matches = key_facts(db, [r.id for r in runs])
-    setups: dict[tuple[str, str, str], list[store.Run]] = {}
-    for run in runs:
-        setups.setdefault(run.setup, []).append(run)
-    rows = []
-    for (backend, model, cond), members in setups.items():
-        labels = _labels(members)
-        table = tables.metrics_table(
-            {labels[r.id]: outcomes[r.id].outcomes for r in members},
-            groups,
-            baseline=baseline,
-            sources={labels[r.id]: outcomes[r.id].source for r in members},
-            n_boot=n_boot,
-            level=level,
-            normalize=normalize,
-            keyless=keyless,
-            human={labels[r.id]: _by_people(outcomes[r.id]) for r in members},
-            mmau={labels[r.id]: matches[r.id] for r in members},
-        )
-        rows += [{"backend": backend, "model": model, "condition": cond, **row} for row in table]
-    people = store.human_baseline(db, dataset)
-    if people:
-        table = tables.metrics_table(
-            {"human": people}, groups, baseline=None, sources={"human": store.HUMAN}, n_boot=n_boot, level=level
-        )
-        rows += [{"backend": "-", "model": "-", "condition": "-", **row} for row in table]
-    return rows
-
-
-def key_facts(db: sqlite_utils.Database, run_ids: Sequence[str]) -> tuple[set[str], dict[str, dict[str, bool]]]:
-    """What the answer keys say about these runs' answers: the items without a key, and per run, item id ->
-    whether MMAU's own scorer (judge.mmau_match on the raw reply) counts the reply correct (keyed items only)."""
-    keyless: set[str] = set()
-    matches: dict[str, dict[str, bool]] = {run_id: {} for run_id in run_ids}
-    for row in store.answer_rows(db, run_ids):
-        if row["key"] is None:
-            keyless.add(row["item_id"])
-        else:
-            matches[row["run_id"]][row["item_id"]] = mmau_match(row["text"], row["choices"], row["key"])
-    return keyless, matches
-
-
 def export_table(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, format: str = "json") -> int:
-    """Write metric table rows (reliability.tables) as JSON (a list) or CSV; ±inf is written as "inf"/"-inf"."""
+    """Write metric table rows (reliability.report) as JSON (a list) or CSV; ±inf is written as "inf"/"-inf"."""
     _check(format, TABLE_FORMATS)
     rows = [{k: _finite(v) for k, v in r.items()} for r in rows]
     if format == "csv":
@@ -157,16 +91,6 @@ def _output(path: str | os.PathLike) -> Iterator[TextIO]:
             yield f
     except OSError as exc:
         raise ReliabilityError(f"cannot write {path}: {exc.strerror}") from exc
-
-
-def _labels(runs: Sequence[store.Run]) -> dict[str, str]:
-    """Run id -> its method name, with the short run id added where one setup has a method twice."""
-    counts = Counter(r.method for r in runs)
-    return {r.id: r.method if counts[r.method] == 1 else f"{r.method} ({r.id[:8]})" for r in runs}
-
-
-def _by_people(result: store.RunOutcomes) -> set[str]:
-    return {item_id for item_id, source in result.sources.items() if source == store.HUMAN}
 
 
 def _record(stored: store.StoredItem) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from annotations import store
 from annotations.agreement import summarize
 from annotations.db import open_db
 from annotations.sampling import stratified_order
-from reliability import exports, metrics, tables
+from reliability import metrics, report
 from reliability.adapters import ensure_loaded, list_adapters
 from reliability.audio import Clip, load_audio
 from reliability.backends import BACKENDS, DEFAULT_BACKEND, MENU_ONLY_AS_DEFAULT, get_backend
@@ -37,7 +37,7 @@ from reliability.judge import JUDGE_VERSION
 from reliability.methods import LORA_PREFIX, ask, get_method, method_names, validate_item
 from reliability.plots import MethodPoint
 from reliability.prompts import IDK_REPLY
-from reliability.types import MODALITIES, Decoding, Item, Outcome
+from reliability.types import MODALITIES, Decoding, Item
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ class Dashboard:
 
     filters: DashboardFilters
     dataset: str | None  # the dataset shown (resolved from the filter)
-    rows: list[dict[str, Any]]  # tables.metrics_table rows plus backend and model_id; human baseline rows last
+    rows: list[dict[str, Any]]  # report rows plus backend and model_id; human baseline rows last
     points: list[MethodPoint]  # one per compared method × group, for the plane and the RGI bars
     curves: dict[str, metrics.RiskCoverage]  # method label -> risk-coverage over answers with a confidence
     agreement: dict[str, Any]
@@ -635,56 +635,25 @@ class Lab:
         labels = [r for r in everywhere if r["dataset"] == dataset]
         verdicts = [r for r in labels if r["kind"] == store.VERDICT]
         runs = _latest_runs(store.list_runs(db, dataset, FULL), filters.backend)
-        parser = store.run_outcomes(db, [r.id for r in runs], human=False)
-        votes: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
-        if filters.source == HUMAN:
-            for r in verdicts:
-                votes[(r["run_id"], r["item_id"])].append((r["verdict"], r["updated_at"]))
-        groups = store.modalities(db, dataset)
-        setups: dict[tuple[str, str], list[store.Run]] = defaultdict(list)
-        for run in runs:
-            setups[(run.backend, run.model_id)].append(run)
-        rows, points, curves = [], [], {}
-        confidences = _confidences(db, runs)
-        keyless, matches = exports.key_facts(db, [r.id for r in runs])
-        for (backend, model_id), members in setups.items():
-            outcomes, sources, human, mmau, run_ids = {}, {}, {}, {}, {}
-            for run in members:
-                label = run.method if len(setups) == 1 else f"{run.method} · {model_id or backend}"
-                outcomes[label], sources[label] = _overlay(parser[run.id].outcomes, run.id, votes)
-                human[label] = {item_id for item_id in outcomes[label] if (run.id, item_id) in votes}
-                mmau[label] = matches[run.id]
-                run_ids[label] = run.id
-            counted = tables.counted_outcomes(outcomes, keyless, human)  # keyless items count nowhere, curves included
-            for label, run_id in run_ids.items():
-                curve = _risk_coverage(counted[label], confidences.get(run_id, {}))
-                if curve is not None:
-                    curves[label] = curve
-            baseline = next((lbl for lbl, run in zip(outcomes, members) if run.method == BASELINE), None)
-            table = tables.metrics_table(
-                outcomes, groups, baseline, sources, self.n_boot, normalize=filters.normalize, keyless=keyless, human=human, mmau=mmau
-            )
-            rows += [{"backend": backend, "model_id": model_id, **row} for row in table]
-            if baseline is not None:
-                points += _points(table, counted, baseline, groups, filters.normalize, self.n_boot)
-        people = store.human_baseline_report(db, dataset, filters.annotator)
-        if people.outcomes:
-            table = tables.metrics_table({"human": people.outcomes}, groups, None, {"human": HUMAN}, self.n_boot)
-            rows += [{"backend": "-", "model_id": "-", **row} for row in table]
+        result = report.build(
+            db, dataset, runs, {"backend": "backend", "model_id": "model_id"}, _label, BASELINE,
+            human=filters.source == HUMAN, annotator=filters.annotator, n_boot=self.n_boot, normalize=filters.normalize,
+        )
+        points = [p for setup in result.setups for p in report.points(setup, result.groups, filters.normalize, self.n_boot)]
         counts = {
             "runs": len(runs),
-            "answers": sum(len(p.outcomes) for p in parser.values()),
+            "answers": result.answers,
             "labels": len(verdicts),
             "human_answers": len(labels) - len(verdicts),
-            "human_used": people.used,  # the human row's answers
-            "human_excluded": people.n_excluded,  # human answers kept out of it (not blind, or no audio)
+            "human_used": result.people.used,  # the human row's answers
+            "human_excluded": result.people.n_excluded,  # human answers kept out of it (not blind, or no audio)
         }
         agreement = _agreement(verdicts, labels)
         # with one dataset's labels only, pooling changes nothing: no second pass over them
         same = len(everywhere) == len(labels)
         agreement["pooled"] = dict(agreement) if same else _agreement([r for r in everywhere if r["kind"] == store.VERDICT], everywhere)
-        agreement["excluded_human_answers"] = {reason: n for reason, n in people.excluded.items() if n}
-        return Dashboard(filters, dataset, rows, points, curves, agreement, counts)
+        agreement["excluded_human_answers"] = {reason: n for reason, n in result.people.excluded.items() if n}
+        return Dashboard(filters, dataset, result.rows, points, report.curves(db, result), agreement, counts)
 
     def export_path(self, name: str) -> str:
         """A fresh file path in the exports folder (the only folder of the app's data the browser may download from)."""
@@ -750,57 +719,9 @@ def _latest_runs(runs: Sequence[store.Run], backend: str | None) -> list[store.R
     return sorted(latest.values(), key=lambda r: (r.backend, r.model_id, r.method != BASELINE, r.method))
 
 
-def _overlay(parser: dict[str, Outcome], run_id: str, votes: dict[tuple[str, str], list[tuple[str, str]]]):
-    """A run's outcomes with human verdicts over the parser's, and the source of the result."""
-    outcomes = dict(parser)
-    human = 0
-    for item_id in parser:
-        labels = votes.get((run_id, item_id))
-        if labels:
-            outcomes[item_id] = store.majority(labels)
-            human += 1
-    source = PARSER if human == 0 else HUMAN if human == len(parser) else f"mixed ({human} human)"
-    return outcomes, source
-
-
-def _confidences(db: sqlite_utils.Database, runs: Sequence[store.Run]) -> dict[str, dict[str, float]]:
-    """Run id -> item id -> confidence, for the answers that have one."""
-    found: dict[str, dict[str, float]] = defaultdict(dict)
-    for row in store.answer_rows(db, [r.id for r in runs]):
-        if row["confidence"] is not None:
-            found[row["run_id"]][row["item_id"]] = row["confidence"]
-    return found
-
-
-def _risk_coverage(outcomes: dict[str, Outcome], confidences: dict[str, float]) -> metrics.RiskCoverage | None:
-    """The risk-coverage curve of the answered (not idk) items that have a confidence; None when none has."""
-    ids = [k for k, o in outcomes.items() if k in confidences and o != Outcome.IDK]
-    if not ids:
-        return None
-    return metrics.risk_coverage([confidences[k] for k in ids], [outcomes[k] == Outcome.CORRECT for k in ids])
-
-
-def _points(table, outcomes, baseline: str, groups, normalize: str, n_boot: int) -> list[MethodPoint]:
-    """Plane points of every compared method: exact counts from metrics.compare_by_group, intervals from the table."""
-    by_key = {(r["method"], r["group"]): r for r in table}
-    points = []
-    for label, result in outcomes.items():
-        if label == baseline:
-            continue
-        compared = metrics.compare_by_group(outcomes[baseline], result, {k: groups.get(k, tables.UNKNOWN_GROUP) for k in result}, normalize)
-        for group, comparison in compared.items():
-            row = by_key.get((label, group))
-            if comparison.n and row is not None:
-                points.append(MethodPoint(label, group, comparison, _intervals(row, comparison.n, n_boot, normalize)))
-    return points
-
-
-def _intervals(row: dict[str, Any], n: int, n_boot: int, normalize: str) -> metrics.ComparisonIntervals:
-    def interval(name: str) -> metrics.Interval:
-        return metrics.Interval(row[name], row[f"{name}_low"], row[f"{name}_high"])
-
-    names = (*tables.RATES, *tables.DELTAS)
-    return metrics.ComparisonIntervals(n=n, n_boot=n_boot, level=0.95, normalize=normalize, **{k: interval(k) for k in names})
+def _label(run: store.Run, members: Sequence[store.Run], n_setups: int) -> str:
+    """A run's method, with its model where the dashboard shows several setups (one run per method each)."""
+    return run.method if n_setups == 1 else f"{run.method} · {run.model_id or run.backend}"
 
 
 def _agreement(verdicts: Sequence[dict[str, Any]], labels: Sequence[dict[str, Any]]) -> dict[str, Any]:

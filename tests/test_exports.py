@@ -9,10 +9,11 @@ import pytest
 
 from annotations import store
 from annotations.db import open_db
-from reliability import exports
+from reliability import exports, report
 from reliability.datasets import import_dataset
 from reliability.errors import ReliabilityError
-from reliability.tables import format_table, metrics_table
+from reliability.report import metrics_table
+from reliability.tables import format_table
 from reliability.types import Answer, Decoding, Judgement, Outcome
 
 RECORDS = [
@@ -118,7 +119,7 @@ def test_the_metrics_table_exports_as_json_and_csv(db, tmp_path):
     add_run(db, "idk", ["x", "y", "y", "y"])
     db["items"].update(("toy", "id-0"), {"audio_path": "/clips/id-0.wav"})  # a human answer needs the clip
     store.add_human_answer(db, "toy", "id-0", "ann", "x")
-    rows = exports.metrics_rows(db, "toy", n_boot=50)
+    rows = report.metrics_rows(db, "toy", n_boot=50)
     assert {(r["method"], r["group"]) for r in rows} >= {("baseline", "total"), ("idk", "music"), ("human", "total")}
     assert {r["model"] for r in rows} == {"m", "-"}
     human = next(r for r in rows if r["method"] == "human" and r["group"] == "total")
@@ -140,7 +141,7 @@ def test_export_errors_are_clear(db, tmp_path):
     with pytest.raises(ReliabilityError, match="cannot write"):
         exports.export_labels(db, tmp_path / "missing" / "l.csv")
     with pytest.raises(ReliabilityError, match="no runs of dataset 'toy'"):
-        exports.metrics_rows(db, "toy")
+        report.metrics_rows(db, "toy")
 
 
 def test_metrics_rows_add_mmau_accuracy_and_leave_keyless_items_out(tmp_path):
@@ -149,11 +150,11 @@ def test_metrics_rows_add_mmau_accuracy_and_leave_keyless_items_out(tmp_path):
     path.write_text(json.dumps(RECORDS + [{**RECORDS[0], "id": "id-4", "answer": None}]))
     import_dataset(db, path)
     run_id = add_run(db, "baseline", ["x", "I think x", "y", "x", "x"])
-    total = next(r for r in exports.metrics_rows(db, "toy", n_boot=50) if r["group"] == "total")
+    total = next(r for r in report.metrics_rows(db, "toy", n_boot=50) if r["group"] == "total")
     assert (total["n"], total["correct"], total["left_out"]) == (4, 2, 1)
     assert total["mmau_acc"] == 0.75 and total["mmau_n"] == 4  # MMAU's scorer reads "I think x" as x
     assert total["mmau_acc_low"] <= 0.75 <= total["mmau_acc_high"]
     store.add_label(db, store.content_id(run_id, "id-4"), "ann", "correct")
-    total = next(r for r in exports.metrics_rows(db, "toy", n_boot=50) if r["group"] == "total")
+    total = next(r for r in report.metrics_rows(db, "toy", n_boot=50) if r["group"] == "total")
     assert (total["n"], total["correct"], total["left_out"]) == (5, 3, 0)  # a person judged the keyless item
     assert total["mmau_n"] == 4  # MMAU cannot score an item without a key

@@ -128,6 +128,16 @@ def test_annotators_disagreeing_resolve_by_majority_then_latest(db, dataset):
     assert store.majority([("correct", "2024-01-03"), ("wrong", "2024-01-04")]) == Outcome.WRONG
 
 
+def test_one_annotators_verdicts_only(db, dataset):
+    run = make_run(db)
+    answer_id = store.content_id(run.id, "q1")
+    store.add_labels(db, [(answer_id, "a", "correct", ""), (answer_id, "b", "correct", ""), (answer_id, "c", "idk", "")])
+    assert store.run_outcomes(db, [run.id], annotator="c")[run.id].outcomes["q1"] == Outcome.IDK
+    assert store.run_outcomes(db, [run.id], annotator="a")[run.id].outcomes["q1"] == Outcome.CORRECT
+    result = store.run_outcomes(db, [run.id], annotator="nobody")[run.id]
+    assert (result.outcomes["q1"], result.source) == (Outcome.WRONG, store.PARSER)
+
+
 def test_a_verdict_stops_applying_when_the_answer_text_changes(db, dataset):
     run = make_run(db)
     store.add_label(db, store.content_id(run.id, "q1"), "ann", "correct")

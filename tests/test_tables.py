@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from reliability import ui_render
 from reliability.lab import Dashboard, DashboardFilters
-from reliability.tables import COLUMNS, MMAU_ACC, counted_outcomes, format_table, metrics_table, table_cells, table_headers
+from reliability.report import COLUMNS, HIGHER, LOWER, MMAU_ACC, NONE, PERCENT, counted_outcomes, metrics_table
+from reliability.tables import format_table, table_cells, table_headers
 from reliability.types import Outcome
 
 C, W, R = Outcome.CORRECT, Outcome.WRONG, Outcome.IDK
@@ -27,8 +28,8 @@ def test_every_view_shows_every_declared_column():
     board = Dashboard(DashboardFilters(), "toy", [{"backend": "b", "model_id": "m", **r} for r in rows], [], {}, {}, {})
     headers, data = ui_render.table_rows(board)
     assert headers == labels and all(len(cells) == len(labels) for cells in data)
-    assert all(c.better in ("higher", "lower", "") for c in COLUMNS)
-    assert {c.key for c in COLUMNS if c.kind == "percent"} <= set(rows[0])
+    assert all(c.better in (HIGHER, LOWER, NONE) for c in COLUMNS)
+    assert {c.key for c in COLUMNS if c.format == PERCENT} <= set(rows[0])
 
 
 def test_keyless_items_count_nowhere_and_the_table_says_so():
