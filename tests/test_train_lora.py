@@ -71,7 +71,7 @@ def tiny_cascade():
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from reliability.backends.cascade import CascadeBackend
-    from reliability.evidence import Evidence
+    from reliability.backends.cascade.evidence import Evidence
     from reliability.tiny import build_tokenizer
 
     tokenizer = build_tokenizer()
@@ -358,7 +358,7 @@ def test_one_step_on_the_real_default_text_model_lowers_the_loss(tmp_path):
     """The default backend's real 0.5B text model (no audio: its evidence needs no extractor), one example twice."""
     from reliability.backends.cascade import CascadeBackend
     from reliability.errors import BackendError as Missing
-    from reliability.text_model import load_text_model
+    from reliability.backends.cascade.text_model import load_text_model
 
     try:
         model, tokenizer = load_text_model()

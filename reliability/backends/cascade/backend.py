@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass
 
 from reliability.backends.base import Backend
+from reliability.backends.cascade.evidence import EvidenceExtractor
+from reliability.backends.cascade.text_model import DEFAULT_TEXT_MODEL, Progress, load_text_model, require, text_model_spec
 from reliability.errors import BackendError
-from reliability.evidence import EvidenceExtractor
 from reliability.prompts import CHOICE_LINE, IDK_REPLY, letter
-from reliability.text_model import DEFAULT_TEXT_MODEL, Progress, load_text_model, require, text_model_spec
 from reliability.types import Decoding, Generation, Request
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class _Prepared:
 class CascadeBackend(Backend):
     """Whisper base + YAMNet evidence, answered by a small GGUF-packaged instruction model.
 
-    `model_id` names the text model (reliability.text_model.TEXT_MODELS). Components load on the
+    `model_id` names the text model (text_model.TEXT_MODELS). Components load on the
     first `generate` or on `load(progress)`. `text_model` and `tokenizer` are public so that the
     LoRA trainer trains the model that answers; adapters attach to it through PEFT.
 
