@@ -20,8 +20,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from reliability.audio import load_audio  # noqa: E402
 from reliability.backends.cascade import CascadeBackend  # noqa: E402
+from reliability.backends.cascade.text_model import DEFAULT_TEXT_MODEL, ensure_converted, text_model_spec  # noqa: E402
 from reliability.methods import ask, get_method  # noqa: E402
-from reliability.text_model import DEFAULT_TEXT_MODEL, ensure_converted, text_model_spec  # noqa: E402
 from reliability.types import Decoding, Item, Request  # noqa: E402
 
 COLD_START = """

@@ -23,10 +23,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from annotations import db as lab_db, store  # noqa: E402
 from reliability import metrics  # noqa: E402
 from reliability.backends.cascade import ABSTAIN_MARGIN, CascadeBackend  # noqa: E402
+from reliability.backends.cascade.text_model import DEFAULT_TEXT_MODEL  # noqa: E402
 from reliability.datasets import import_dataset  # noqa: E402
 from reliability.evaluate import evaluate  # noqa: E402
 from reliability.prompts import IDK_REPLY  # noqa: E402
-from reliability.text_model import DEFAULT_TEXT_MODEL  # noqa: E402
 from reliability.types import Outcome  # noqa: E402
 
 METHODS = ("baseline", "idk", "mcot", "agent")

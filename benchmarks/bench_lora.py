@@ -29,7 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from reliability import prompts  # noqa: E402
 from reliability.audio import for_model, load_audio  # noqa: E402
 from reliability.backends.cascade import CascadeBackend  # noqa: E402
-from reliability.text_model import DEFAULT_TEXT_MODEL  # noqa: E402
+from reliability.backends.cascade.text_model import DEFAULT_TEXT_MODEL  # noqa: E402
 from reliability.datasets import MMAU_TEST_MINI  # noqa: E402
 from reliability.idk_dataset import SamplingConfig, TrainingExample, sample_items  # noqa: E402
 from reliability.methods import Baseline  # noqa: E402

@@ -1,5 +1,6 @@
 """LoRA SFT on a K@N IDK dataset: PEFT LoRA on the running backend's language model only, loss on the reply only.
 
+The trainer sees a backend only through the training calls of the Backend interface (base.py).
 The adapter learns on exactly the input the backend builds at inference: Qwen2-Audio's chat template
 with the clip's audio slot and features, or the cascade's evidence prompt for its text model. It is
 trained in place on the loaded model (no second copy), saved in standard PEFT format with a
@@ -53,115 +54,31 @@ class TrainResult:
     status: str  # COMPLETE, INTERRUPTED (Ctrl-C; a checkpoint was saved) or STOPPED (stop event)
 
 
-# ---------------------------------------------------------------- what the trainer needs from a backend
+# ---------------------------------------------------------------- a row, as the backend encodes it
 
 
-class Trainee:
-    """A backend seen by the trainer: its transformers causal LM and the exact token ids it reads for a request.
-
-    `base` is the transformers model whose `.model` (the decoder, audio merge included) and output
-    embeddings run; `holder` is the object adapters attach to (a PeftModel once the backend loaded one).
-    """
-
-    base: Any
-    holder: Any
-    tokenizer: Any
-
-    def __init__(self, backend: Backend):
-        self.backend = backend
-
-    def prompt_row(self, request: Request) -> dict[str, torch.Tensor]:
-        """input_ids (P,) of the prompt as the backend encodes it at inference, plus any audio inputs."""
-        raise NotImplementedError
-
-    def adapters(self) -> set[str]:
-        return loaded_adapters(self.backend)
-
-    def reply(self, example: TrainingExample) -> str:
-        """The target as this backend says it at inference: IDK_REPLY, or its way of giving the gold answer."""
-        if example.is_idk or example.item.answer not in example.item.choices:  # unanswerable (key IDK_REPLY) or free-form
-            return prompts.IDK_REPLY if example.is_idk else example.item.answer
-        return self.backend.choice_reply(example.item.choices, example.item.choices.index(example.item.answer))
-
-    def example(self, request: Request, reply: str) -> dict[str, torch.Tensor]:
-        """One training row: prompt + reply + end of turn; labels are IGNORE on the prompt."""
-        row = self.prompt_row(request)
-        reply_ids = self.tokenizer(reply, add_special_tokens=False)["input_ids"] + [turn_end_id(self.tokenizer)]
-        prompt = row["input_ids"]
-        row["input_ids"] = torch.cat([prompt, torch.tensor(reply_ids, dtype=prompt.dtype)])
-        row["labels"] = torch.cat([torch.full_like(prompt, IGNORE), torch.tensor(reply_ids, dtype=prompt.dtype)])
-        return row
-
-    def to_model(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        device = self.base.get_input_embeddings().weight.device
-        return {k: v.to(device) for k, v in batch.items()}
+def target_reply(backend: Backend, example: TrainingExample) -> str:
+    """The target as the backend says it at inference: IDK_REPLY, or its way of giving the gold answer."""
+    if example.is_idk or example.item.answer not in example.item.choices:  # unanswerable (key IDK_REPLY) or free-form
+        return prompts.IDK_REPLY if example.is_idk else example.item.answer
+    return backend.choice_reply(example.item.choices, example.item.choices.index(example.item.answer))
 
 
-class Qwen2AudioTrainee(Trainee):
-    """Qwen2-Audio: the processor's ids with the expanded audio slot, and the clip's log-mel features."""
-
-    def __init__(self, backend: Backend):
-        super().__init__(backend)
-        self.base = backend.hf
-        self.holder = backend.model
-        self.tokenizer = backend.processor.tokenizer
-
-    def prompt_row(self, request: Request) -> dict[str, torch.Tensor]:
-        inputs, _ = self.backend.encode([request])  # one row: no padding
-        row = {"input_ids": inputs["input_ids"][0].cpu()}
-        if "input_features" in inputs:
-            row["input_features"] = inputs["input_features"][0].cpu()  # (128, 3000)
-            row["feature_attention_mask"] = inputs["feature_attention_mask"][0].cpu()  # (3000,)
-        return row
-
-    def to_model(self, batch):
-        batch = super().to_model(batch)
-        if "input_features" in batch:
-            batch["input_features"] = batch["input_features"].to(self.backend.dtype)
-        return batch
-
-
-class CascadeTrainee(Trainee):
-    """The cascade: its text model, reading the evidence prompt the backend renders for the request."""
-
-    def __init__(self, backend: Backend):
-        super().__init__(backend)
-        backend.load()
-        self.base = backend.text_model
-        self.holder = backend.text_model
-        self.tokenizer = backend.tokenizer
-
-    def prompt_row(self, request: Request) -> dict[str, torch.Tensor]:
-        text = self.backend.render(request)
-        # add_special_tokens=False as in the cascade's generate: the chat template already holds them
-        return {"input_ids": self.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]}
-
-
-TRAINEES: dict[str, type[Trainee]] = {"qwen2-audio": Qwen2AudioTrainee, "cascade": CascadeTrainee}
-
-
-def trainee_for(backend: Backend) -> Trainee:
-    """The trainer's view of a backend, or BackendError for one that has no model to train."""
-    if backend.name not in TRAINEES:
-        raise BackendError(f"backend {backend.name!r} cannot be trained; trainable backends: {', '.join(sorted(TRAINEES))}")
-    return TRAINEES[backend.name](backend)
+def training_row(backend: Backend, request: Request, reply: str) -> dict[str, torch.Tensor]:
+    """One training row: the backend's prompt + reply + end of turn; labels are IGNORE on the prompt."""
+    tokenizer = backend.training_tokenizer()
+    row = backend.training_prompt(request)
+    reply_ids = tokenizer(reply, add_special_tokens=False)["input_ids"] + [turn_end_id(tokenizer)]
+    prompt = row["input_ids"]
+    row["input_ids"] = torch.cat([prompt, torch.tensor(reply_ids, dtype=prompt.dtype)])
+    row["labels"] = torch.cat([torch.full_like(prompt, IGNORE), torch.tensor(reply_ids, dtype=prompt.dtype)])
+    return row
 
 
 def turn_end_id(tokenizer) -> int:
     """The token that ends an assistant turn: <|im_end|> in Qwen-style chat templates, else the tokenizer's eos."""
     vocab = tokenizer.get_vocab()
     return vocab["<|im_end|>"] if "<|im_end|>" in vocab else tokenizer.eos_token_id
-
-
-def lora_targets(base) -> str:
-    """PEFT target_modules regex: the language model's attention and MLP projections, never the audio encoder.
-
-    The module path differs between transformers versions and architectures, so it is derived from
-    the loaded model (the one path whose layers carry mlp.gate_proj).
-    """
-    from reliability.backends.qwen2_audio import lm_target_modules_regex
-
-    return lm_target_modules_regex(base)
 
 
 # ---------------------------------------------------------------- the loss
@@ -217,8 +134,8 @@ def collate(rows: Sequence[dict[str, torch.Tensor] | None], pad_id: int) -> dict
 class _Rows(Dataset):
     """Training rows encoded on demand (a clip's features are large); a row over max_length is None."""
 
-    def __init__(self, trainee: Trainee, examples: Sequence[TrainingExample], max_length: int):
-        self.trainee, self.examples, self.max_length = trainee, list(examples), max_length
+    def __init__(self, backend: Backend, examples: Sequence[TrainingExample], max_length: int):
+        self.backend, self.examples, self.max_length = backend, list(examples), max_length
         self.too_long: set[str] = set()
 
     def __len__(self) -> int:
@@ -226,7 +143,7 @@ class _Rows(Dataset):
 
     def __getitem__(self, index: int):
         example = self.examples[index]
-        row = self.trainee.example(request_for(example), self.trainee.reply(example))
+        row = training_row(self.backend, request_for(example), target_reply(self.backend, example))
         if len(row["input_ids"]) > self.max_length:
             self.too_long.add(example.item.id)
             return None
@@ -276,37 +193,38 @@ def train_lora(
     folder = root / name
     if folder.exists() and not config.overwrite:
         raise ReliabilityError(f"an adapter {name!r} already exists in {root}; choose another name or overwrite it")
-    trainee = trainee_for(backend)
-    if name in trainee.adapters():
+    model = backend.training_model()  # a backend that cannot train says so here, naming those that can
+    if name in loaded_adapters(backend):
         raise ReliabilityError(f"an adapter {name!r} is loaded in the running backend; choose another name")
     report = progress or (lambda done, total, message: None)
     accelerator = Accelerator()
-    targets = lora_targets(trainee.base)
+    targets = backend.lora_targets()
     peft_config = LoraConfig(
         r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=targets, bias="none", task_type="CAUSAL_LM"
     )
     torch.manual_seed(config.seed)  # the LoRA A matrices are drawn from the global generator, and dropout too
     previous = backend.adapter
-    module, detach = _attach(trainee.holder, name, peft_config)
+    module, detach = _attach(backend.adapter_host(), name, peft_config)
     start = time.perf_counter()
     losses: list[float] = []
     status = COMPLETE
     try:
-        params = _only_lora_trainable(trainee.base, name)
-        rows = _Rows(trainee, examples, config.max_length)
+        params = _only_lora_trainable(model, name)
+        rows = _Rows(backend, examples, config.max_length)
+        pad_id = backend.training_tokenizer().pad_token_id
         loader = DataLoader(
             rows, batch_size=config.batch_size, shuffle=True, generator=torch.Generator().manual_seed(config.seed),
-            collate_fn=lambda batch: collate(batch, trainee.tokenizer.pad_token_id),
+            collate_fn=lambda batch: collate(batch, pad_id),
         )
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
         # the backend already placed the model (one device, or spread with device_map): accelerate must not move it
         loss_fn, optimizer, loader = accelerator.prepare(
-            ReplyLoss(trainee.base), optimizer, loader, device_placement=[False, False, False]
+            ReplyLoss(model), optimizer, loader, device_placement=[False, False, False]
         )
-        autocast = _autocast(config.precision, trainee.base.get_input_embeddings().weight.device)
+        autocast = _autocast(config.precision, model.get_input_embeddings().weight.device)
         per_epoch = math.ceil(len(loader) / config.grad_accum)
         total = config.epochs * per_epoch
-        trainee.base.train()
+        model.train()
         # once the loss is near 0, squared gradients in AdamW fall below float32's normal range, and
         # denormal arithmetic slowed CPU steps about 7x; flushing them to zero costs no accuracy here
         torch.set_flush_denormal(True)
@@ -317,7 +235,7 @@ def train_lora(
                 for index, batch in enumerate(loader):
                     if batch is not None:
                         with autocast:
-                            loss = loss_fn(**trainee.to_model(batch))
+                            loss = loss_fn(**backend.training_inputs(batch))
                         # the mean over the step's forward passes; the epoch's last step may have fewer
                         window = min(config.grad_accum, len(loader) - index // config.grad_accum * config.grad_accum)
                         accelerator.backward(loss / window)
@@ -338,15 +256,15 @@ def train_lora(
                     break
         except KeyboardInterrupt:
             status = INTERRUPTED
-        trainee.base.eval()
+        model.eval()
         card = make_card(backend, name, config, targets, summary, losses, status, time.perf_counter() - start, len(rows.too_long), provenance)
         if accelerator.is_main_process:
             save_adapter(module, name, folder, card, backend.model_id)
         accelerator.wait_for_everyone()
     finally:
         torch.set_flush_denormal(False)  # PyTorch's default, for the inference that follows
-        trainee.base.eval()
-        for param in trainee.base.parameters():
+        model.eval()
+        for param in model.parameters():
             param.requires_grad_(False)  # the backend only ever runs inference
         detach()
         backend.set_adapter(previous)

@@ -1,10 +1,10 @@
-"""The backend registry: every registered name resolves, unknown names list the known ones."""
+"""The backend registry: every registered name resolves, unknown names list the known ones, untrainable ones name the trainable."""
 from __future__ import annotations
 
 import pytest
 
-from reliability.backends import BACKEND_NOTES, BACKENDS, Backend, backend_class, get_backend
-from reliability.errors import UnknownNameError
+from reliability.backends import BACKEND_NOTES, BACKENDS, Backend, backend_class, get_backend, trainable_backends
+from reliability.errors import BackendError, UnknownNameError
 
 
 @pytest.mark.parametrize("name", sorted(BACKENDS))
@@ -26,3 +26,11 @@ def test_unknown_backend_lists_known_names():
         get_backend("qwen3-audio")
     assert "qwen3-audio" in str(err.value)
     assert all(name in str(err.value) for name in BACKENDS)
+
+
+def test_a_backend_that_cannot_train_names_those_that_can():
+    assert trainable_backends() == ["cascade", "qwen2-audio"]
+    backend = get_backend("scripted")
+    for call in (backend.training_model, backend.adapter_host, backend.training_tokenizer, backend.lora_targets):
+        with pytest.raises(BackendError, match=r"'scripted' cannot be trained; trainable backends: cascade, qwen2-audio$"):
+            call()

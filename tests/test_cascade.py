@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from reliability import prompts, text_model
+from reliability import prompts
 from reliability.audio import load_audio
-from reliability.backends import cascade
+from reliability.backends.cascade import backend as cascade, text_model
 from reliability.errors import BackendError, UnknownNameError
 from reliability.methods import ask, get_method
 from reliability.types import Decoding, Item, Outcome, Request

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import tone
-from reliability import evidence as ev
+from reliability.backends.cascade import evidence as ev
 from reliability.audio import SAMPLE_RATE, load_audio
 from reliability.errors import BackendError
 

@@ -10,7 +10,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from reliability.audio import SAMPLE_RATE  # noqa: E402
-from reliability.backends.qwen2_audio import Qwen2AudioBackend, lm_target_modules_regex  # noqa: E402
+from reliability.backends.base import lm_target_modules_regex  # noqa: E402
+from reliability.backends.qwen2_audio import Qwen2AudioBackend  # noqa: E402
 from reliability.errors import BackendError  # noqa: E402
 from reliability.tiny import tiny_qwen2_audio  # noqa: E402
 from reliability.types import Decoding, Request  # noqa: E402
@@ -213,12 +214,12 @@ def test_lora_targets_only_the_language_model(tiny_path, tmp_path, dtype):
     from transformers import Qwen2AudioForConditionalGeneration
 
     base = Qwen2AudioForConditionalGeneration.from_pretrained(tiny_path)
-    regex = lm_target_modules_regex(base)
+    regex = lm_target_modules_regex(base, "qwen2-audio")
     peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=regex))
     wrapped = [name for name, module in peft_model.named_modules() if hasattr(module, "lora_A")]
     assert len(wrapped) == 2 * 7, wrapped  # 2 layers x (q, k, v, o, gate, up, down)
     assert all("language_model" in n and "audio_tower" not in n for n in wrapped), wrapped
-    assert lm_target_modules_regex(peft_model) == regex
+    assert lm_target_modules_regex(peft_model, "qwen2-audio") == regex
     # lora_B starts at zero (a no-op); perturb it so that the adapter visibly changes replies
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():

@@ -18,7 +18,7 @@ from reliability.backends.scripted import ScriptedBackend  # noqa: E402
 from reliability.errors import BackendError, ReliabilityError  # noqa: E402
 from reliability.idk_dataset import TrainingExample  # noqa: E402
 from reliability.methods import Baseline  # noqa: E402
-from reliability.train_lora import IGNORE, TrainConfig, lora_targets, request_for, train_lora, trainee_for  # noqa: E402
+from reliability.train_lora import IGNORE, TrainConfig, request_for, target_reply, train_lora, training_row  # noqa: E402
 from reliability.types import Decoding, Item, Request  # noqa: E402
 
 from tests.conftest import tone  # noqa: E402
@@ -71,7 +71,7 @@ def tiny_cascade():
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from reliability.backends.cascade import CascadeBackend
-    from reliability.evidence import Evidence
+    from reliability.backends.cascade.evidence import Evidence
     from reliability.tiny import build_tokenizer
 
     tokenizer = build_tokenizer()
@@ -120,7 +120,7 @@ def examples(clip_path: str, target: str | None = None, n: int = 2) -> list[Trai
 
 def base_state(backend) -> dict[str, torch.Tensor]:
     """The base model's weights by their plain names (a LoRA-wrapped layer keeps its weight under `base_layer`)."""
-    return {k.replace(".base_layer", ""): v.detach().clone() for k, v in trainee_for(backend).base.named_parameters() if "lora_" not in k}
+    return {k.replace(".base_layer", ""): v.detach().clone() for k, v in backend.training_model().named_parameters() if "lora_" not in k}
 
 
 def answer(backend, clip_path) -> tuple[str, torch.Tensor]:
@@ -139,7 +139,7 @@ def first_logits(backend, request) -> torch.Tensor:
 def test_lora_targets_the_language_model_only(qwen):
     import re
 
-    pattern = lora_targets(qwen.hf)
+    pattern = qwen.lora_targets()
     names = [n for n, _ in qwen.hf.named_modules()]
     matched = [n for n in names if re.fullmatch(pattern, n)]
     assert matched and all(".language_model." in n for n in matched), matched[:3]
@@ -150,16 +150,16 @@ def test_lora_targets_the_language_model_only(qwen):
 def test_the_training_prompt_is_the_inference_prompt(backend, clip_path):
     example = examples(clip_path, n=1)[0]
     request = request_for(example)
-    trainee = trainee_for(backend)
-    row = trainee.example(request, example.target)
+    tokenizer = backend.training_tokenizer()
+    row = training_row(backend, request, example.target)
     if backend.name == "qwen2-audio":
         inputs, _ = backend.encode([request])
         prompt = inputs["input_ids"][0].cpu()
         assert torch.equal(row["input_features"], inputs["input_features"][0].cpu())
     else:
-        prompt = trainee.tokenizer(backend.render(request), add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+        prompt = tokenizer(backend.render(request), add_special_tokens=False, return_tensors="pt")["input_ids"][0]
         assert "Audio evidence" in backend.render(request)
-    reply = trainee.tokenizer(example.target, add_special_tokens=False)["input_ids"] + [trainee.tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    reply = tokenizer(example.target, add_special_tokens=False)["input_ids"] + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
     assert torch.equal(row["input_ids"], torch.cat([prompt, torch.tensor(reply)]))
     assert (row["labels"][: len(prompt)] == IGNORE).all(), "no loss on the prompt"
     assert row["labels"][len(prompt) :].tolist() == reply, "loss on the reply and its end of turn"
@@ -167,10 +167,10 @@ def test_the_training_prompt_is_the_inference_prompt(backend, clip_path):
 
 def test_the_target_is_said_as_the_backend_answers(qwen, cascade, clip_path):
     idk, gold = examples(clip_path, n=2)
-    assert trainee_for(qwen).reply(gold) == "dog" and trainee_for(qwen).reply(idk) == prompts.IDK_REPLY
+    assert target_reply(qwen, gold) == "dog" and target_reply(qwen, idk) == prompts.IDK_REPLY
     # the cascade scores each choice's own text against "I don't know": it learns those replies
-    assert trainee_for(cascade).reply(gold) == "dog"
-    assert trainee_for(cascade).reply(idk) == prompts.IDK_REPLY
+    assert target_reply(cascade, gold) == "dog"
+    assert target_reply(cascade, idk) == prompts.IDK_REPLY
 
 
 def test_one_step_lowers_the_loss_on_a_repeated_batch(backend, clip_path, tmp_path):
@@ -189,13 +189,13 @@ def test_bf16_autocast_trains_too(cascade, clip_path, tmp_path):
 
 def test_only_lora_parameters_change_and_the_base_comes_back(backend, clip_path, tmp_path):
     before = base_state(backend)
-    trainee = trainee_for(backend)
+    model = backend.training_model()
     checked = []
 
     def during(step, total, message):
         if step == 0:
             return
-        params = {k.replace(".base_layer", ""): v for k, v in trainee.base.named_parameters()}
+        params = {k.replace(".base_layer", ""): v for k, v in model.named_parameters()}
         lora = {k: v for k, v in params.items() if "lora_" in k}
         assert lora and all(v.requires_grad for v in lora.values())
         assert all(not v.requires_grad for k, v in params.items() if "lora_" not in k)
@@ -208,7 +208,7 @@ def test_only_lora_parameters_change_and_the_base_comes_back(backend, clip_path,
     after = base_state(backend)
     assert after.keys() == before.keys(), "training left LoRA layers behind in the model"
     assert all(torch.equal(after[k], before[k]) for k in before)
-    assert not trainee.base.training, "the model is back in eval mode"
+    assert not model.training, "the model is back in eval mode"
 
 
 def test_the_adapter_saves_reloads_changes_generations_and_switches_off(backend, clip_path, tmp_path):
@@ -277,15 +277,15 @@ def test_lora_weights_train_in_float32_on_a_bfloat16_base(name, request, clip_pa
     backend = request.getfixturevalue(name)
     train_lora(backend, examples(clip_path), TrainConfig(name="first16", **FAST), tmp_path)
     ensure_loaded(backend, ["first16"], tmp_path)
-    trainee = trainee_for(backend)
+    model = backend.training_model()
     seen = []
 
     def during(step, total, message):
-        seen.extend(p.dtype for n, p in trainee.base.named_parameters() if p.requires_grad)
+        seen.extend(p.dtype for n, p in model.named_parameters() if p.requires_grad)
 
     result = train_lora(backend, examples(clip_path), TrainConfig(name="second16", **FAST), tmp_path, progress=during)
     assert seen and set(seen) == {torch.float32}, set(seen)
-    assert trainee.base.get_input_embeddings().weight.dtype == torch.bfloat16, "the base stays in bfloat16"
+    assert model.get_input_embeddings().weight.dtype == torch.bfloat16, "the base stays in bfloat16"
     assert np.isfinite(result.losses).all(), result.losses
 
 
@@ -343,7 +343,7 @@ def test_default_name_says_what_it_was_trained_on(cascade, clip_path, tmp_path):
 
 
 def test_a_backend_without_a_model_cannot_be_trained(clip_path, tmp_path):
-    with pytest.raises(BackendError, match="cannot be trained"):
+    with pytest.raises(BackendError, match=r"cannot be trained; trainable backends: cascade, qwen2-audio$"):
         train_lora(ScriptedBackend(), examples(clip_path), TrainConfig(name="x"), tmp_path)
 
 
@@ -358,7 +358,7 @@ def test_one_step_on_the_real_default_text_model_lowers_the_loss(tmp_path):
     """The default backend's real 0.5B text model (no audio: its evidence needs no extractor), one example twice."""
     from reliability.backends.cascade import CascadeBackend
     from reliability.errors import BackendError as Missing
-    from reliability.text_model import load_text_model
+    from reliability.backends.cascade.text_model import load_text_model
 
     try:
         model, tokenizer = load_text_model()

@@ -48,4 +48,11 @@ def get_backend(name: str = DEFAULT_BACKEND, **kwargs) -> Backend:
     return backend_class(name)(**kwargs)
 
 
-__all__ = ["BACKENDS", "BACKEND_NOTES", "DEFAULT_BACKEND", "MENU_ONLY_AS_DEFAULT", "Backend", "backend_class", "get_backend"]
+def trainable_backends() -> list[str]:
+    """Names of the backends whose language model LoRA can train (imports every backend's module)."""
+    return [name for name in sorted(BACKENDS) if backend_class(name).supports_training]
+
+
+__all__ = [
+    "BACKENDS", "BACKEND_NOTES", "DEFAULT_BACKEND", "MENU_ONLY_AS_DEFAULT", "Backend", "backend_class", "get_backend", "trainable_backends",
+]

@@ -1,7 +1,8 @@
-"""The one interface every backend implements: a batch of requests in, generations out."""
+"""The one interface every backend implements: a batch of requests in, generations out; LoRA training where one can."""
 from __future__ import annotations
 
 import abc
+import re
 
 from reliability.errors import BackendError
 from reliability.types import Generation, Request
@@ -11,11 +12,14 @@ class Backend(abc.ABC):
     """A model that answers chat prompts about a clip (or about no clip).
 
     Methods are written against this interface only, so every method runs on every backend.
-    Subclasses that can hold LoRA adapters set `supports_adapters` and override the adapter calls.
+    Subclasses that can hold LoRA adapters set `supports_adapters` and override the adapter calls;
+    those whose language model can be trained (reliability.train_lora) set `supports_training` and
+    override the training calls.
     """
 
     name: str = "base"
     supports_adapters: bool = False
+    supports_training: bool = False
 
     def __init__(self, model_id: str = ""):
         self.model_id = model_id
@@ -51,6 +55,37 @@ class Backend(abc.ABC):
         """Identity recorded with every run: which backend, model and adapter answered."""
         return {"backend": self.name, "model_id": self.model_id, "adapter": self.adapter}
 
+    def training_model(self):
+        """The transformers causal LM that LoRA trains: the trainer runs its `.model` (the decoder) and its embeddings."""
+        raise _cannot_train(self.name)
+
+    def adapter_host(self):
+        """The object a new adapter attaches to: the training model, or the PeftModel around it once the backend loaded one."""
+        return self.training_model()
+
+    def training_tokenizer(self):
+        """The training model's tokenizer: the trainer tokenises target replies with it and pads with its pad token."""
+        raise _cannot_train(self.name)
+
+    def lora_targets(self) -> str:
+        """PEFT target_modules regex of the modules LoRA wraps: by default the language model's projections."""
+        return lm_target_modules_regex(self.training_model(), self.name)
+
+    def training_prompt(self, request: Request) -> dict:
+        """The prompt exactly as inference encodes it, on the CPU: "input_ids" (P,), plus any audio inputs the model takes."""
+        raise _cannot_train(self.name)
+
+    def training_inputs(self, batch: dict) -> dict:
+        """A collated training batch as the training model takes it: on the device of its input embeddings."""
+        device = self.training_model().get_input_embeddings().weight.device
+        return {k: v.to(device) for k, v in batch.items()}
+
+
+def _cannot_train(backend: str) -> BackendError:
+    from reliability.backends import trainable_backends  # the registry imports this module first
+
+    return BackendError(f"backend {backend!r} cannot be trained; trainable backends: {', '.join(trainable_backends())}")
+
 
 def with_clip_part(request: Request, backend: str, part: dict) -> list[dict]:
     """The request's chat turns with `part` (the clip, in the backend's format) opening the first user turn."""
@@ -62,3 +97,21 @@ def with_clip_part(request: Request, backend: str, part: dict) -> list[dict]:
         raise BackendError(f"{backend}: a request with audio needs a user turn to attach it to")
     turns[first_user] = {"role": "user", "content": [part, {"type": "text", "text": turns[first_user]["content"]}]}
     return turns
+
+
+LM_PROJECTIONS = r"\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
+
+
+def lm_target_modules_regex(model, backend: str) -> str:
+    """A PEFT `target_modules` regex for the language model's attention and MLP projections only.
+
+    An audio encoder also has `self_attn.q_proj`-style names, so a plain name list would wrap it
+    too. The language model is found as the module path whose layers carry `mlp.gate_proj` (the
+    Whisper-style encoder has fc1/fc2 instead), which holds whatever transformers calls the path.
+    """
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    found = (re.fullmatch(r"(.+)\.layers\.\d+\.mlp\.gate_proj", name) for name, _ in inner.named_modules())
+    prefixes = {m.group(1) for m in found if m}
+    if len(prefixes) != 1:
+        raise BackendError(f"{backend}: expected one language model with mlp.gate_proj layers, found {sorted(prefixes)}")
+    return re.escape(prefixes.pop()) + LM_PROJECTIONS

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,6 @@ from reliability.types import Decoding, Generation, Request
 DEFAULT_MODEL = "Qwen/Qwen2-Audio-7B-Instruct"
 # the chat template counts any content item with an "audio_url" key as one clip; the value is never read
 AUDIO_ITEM = {"type": "audio", "audio_url": "request.audio"}
-LM_PROJECTIONS = r"\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
 
 
 class Qwen2AudioBackend(Backend):
@@ -32,12 +30,14 @@ class Qwen2AudioBackend(Backend):
     scored. The mean, not the sum, so that long options are not penalised for their length (mean
     scoring is what picked best in the offline trials of OFFLINE-MODELS.md).
 
-    `self.model` is the module that runs (a `PeftModel` once an adapter is loaded) and
-    `self.processor` its processor, for the LoRA trainer.
+    `self.hf` is the transformers model, `self.model` the module that runs (a `PeftModel` once an
+    adapter is loaded) and `self.processor` its processor. The LoRA trainer trains `self.hf` on the
+    inputs `encode` builds: the chat template with the clip's audio slot, and the clip's features.
     """
 
     name = "qwen2-audio"
     supports_adapters = True
+    supports_training = True
 
     def __init__(
         self,
@@ -283,25 +283,36 @@ class Qwen2AudioBackend(Backend):
     def describe(self) -> dict:
         return {**super().describe(), "adapter_path": self.adapters.get(self.adapter) if self.adapter else None}
 
+    # --- LoRA training ------------------------------------------------------------------------
+
+    def training_model(self):
+        return self.hf
+
+    def adapter_host(self):
+        return self.model
+
+    def training_tokenizer(self):
+        return self.processor.tokenizer
+
+    def training_prompt(self, request: Request) -> dict[str, torch.Tensor]:
+        """The processor's ids with the expanded audio slot, and the clip's log-mel features."""
+        inputs, _ = self.encode([request])  # one row: no padding
+        row = {"input_ids": inputs["input_ids"][0].cpu()}
+        if "input_features" in inputs:
+            row["input_features"] = inputs["input_features"][0].cpu()  # (128, 3000)
+            row["feature_attention_mask"] = inputs["feature_attention_mask"][0].cpu()  # (3000,)
+        return row
+
+    def training_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        batch = super().training_inputs(batch)
+        if "input_features" in batch:
+            batch["input_features"] = batch["input_features"].to(self.dtype)
+        return batch
+
 
 def conversation(request: Request) -> list[dict]:
     """Chat turns for the template: the clip, if any, opens the first user turn."""
     return with_clip_part(request, "qwen2-audio", dict(AUDIO_ITEM))
-
-
-def lm_target_modules_regex(model) -> str:
-    """A PEFT `target_modules` regex for the language model's attention and MLP projections only.
-
-    The audio encoder also has `self_attn.q_proj`-style names, so a plain name list would wrap it
-    too. The language model is found as the module path whose layers carry `mlp.gate_proj` (the
-    Whisper-style encoder has fc1/fc2 instead), which holds whatever transformers calls the path.
-    """
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    found = (re.fullmatch(r"(.+)\.layers\.\d+\.mlp\.gate_proj", name) for name, _ in inner.named_modules())
-    prefixes = {m.group(1) for m in found if m}
-    if len(prefixes) != 1:
-        raise BackendError(f"qwen2-audio: expected one language model with mlp.gate_proj layers, found {sorted(prefixes)}")
-    return re.escape(prefixes.pop()) + LM_PROJECTIONS
 
 
 def _model_audio(samples: np.ndarray) -> tuple[np.ndarray, bool]:

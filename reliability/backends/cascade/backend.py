@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass
 
 from reliability.backends.base import Backend
+from reliability.backends.cascade.evidence import EvidenceExtractor
+from reliability.backends.cascade.text_model import DEFAULT_TEXT_MODEL, Progress, load_text_model, require, text_model_spec
 from reliability.errors import BackendError
-from reliability.evidence import EvidenceExtractor
 from reliability.prompts import CHOICE_LINE, IDK_REPLY, letter
-from reliability.text_model import DEFAULT_TEXT_MODEL, Progress, load_text_model, require, text_model_spec
 from reliability.types import Decoding, Generation, Request
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,9 @@ class _Prepared:
 class CascadeBackend(Backend):
     """Whisper base + YAMNet evidence, answered by a small GGUF-packaged instruction model.
 
-    `model_id` names the text model (reliability.text_model.TEXT_MODELS). Components load on the
-    first `generate` or on `load(progress)`. `text_model` and `tokenizer` are public so that the
-    LoRA trainer trains the model that answers; adapters attach to it through PEFT.
+    `model_id` names the text model (text_model.TEXT_MODELS). Components load on the
+    first `generate` or on `load(progress)`. The LoRA trainer trains `text_model`, the model that
+    answers, on the prompt `render` gives; adapters attach to it through PEFT.
 
     Decoding. A request with choices whose prompt asks for a direct answer (baseline, IDK, the
     agent's last step) is answered by guided decoding over a closed set of replies: each choice's
@@ -93,6 +93,7 @@ class CascadeBackend(Backend):
 
     name = "cascade"
     supports_adapters = True
+    supports_training = True
 
     def __init__(
         self,
@@ -375,6 +376,22 @@ class CascadeBackend(Backend):
         else:
             self.text_model.enable_adapters()
             self.text_model.set_adapter(name)
+
+    # -- LoRA training -------------------------------------------------------------------------
+
+    def training_model(self):
+        self.load()
+        return self.text_model
+
+    def training_tokenizer(self):
+        self.load()
+        return self.tokenizer
+
+    def training_prompt(self, request: Request) -> dict:
+        """The evidence prompt `render` gives, tokenised as generate tokenises it."""
+        text = self.render(request)
+        # add_special_tokens=False as in generate: the chat template already holds them
+        return {"input_ids": self.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]}
 
     def describe(self) -> dict:
         return {

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from reliability.audio import SAMPLE_RATE, audio_hash
+from reliability.backends.cascade.text_model import Progress, cache_dir, join_files, package_dir, package_version, require
 from reliability.errors import BackendError
-from reliability.text_model import Progress, cache_dir, join_files, package_dir, package_version, require
 
 EVIDENCE_VERSION = "evidence-4"  # bump when extraction or its text changes: stored with every answer
 
