@@ -20,7 +20,7 @@ import gradio as gr  # noqa: E402
 
 from reliability.adapters import default_adapters_dir
 from reliability.backends import BACKENDS, DEFAULT_BACKEND
-from reliability.cli import default_db, key_value
+from reliability.cli_common import default_db, key_value
 from reliability.diagnostics_ui import build_diagnostics_tab
 from reliability.experiments_ui import build_experiments_tab
 from reliability.lab import HUMAN, MODALITY_CHOICES, UNKNOWN_MODALITY, VERDICT_MODE, Lab
