@@ -30,8 +30,8 @@ def backend():
 
 
 @pytest.fixture
-def db():
-    db = open_db(":memory:")
+def db(db):
+    """conftest's empty lab database with dataset "toy": two text-only items per modality."""
     items = [
         Item(f"{m}{i}", f"Which {m} is it, number {i}?", ("a dog", "a cat", "I don't know"), "a dog", m, None, "toy")
         for m in MODALITIES
