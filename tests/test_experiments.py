@@ -155,7 +155,7 @@ def cli(tmp_path):
 
 
 def test_cli_idk_dataset_and_train_lora_on_the_tiny_qwen2_audio(tmp_path, capsys, cli):
-    from reliability.tiny import tiny_qwen2_audio
+    from tests.tiny import tiny_qwen2_audio
 
     db = open_db(tmp_path / "lab.db")
     items = [Item(f"s{i}", f"Which sound, number {i}?", ("dog", "cat"), "dog", "sound", None, "toy") for i in range(3)]
