@@ -1,15 +1,13 @@
 """Open the lab's SQLite file: WAL mode, a long busy timeout, foreign keys, migrations applied."""
 from __future__ import annotations
 
-import contextlib
-import datetime
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
 
 import sqlite_utils
 
+from annotations.migrations import migrate
 from reliability.errors import StoreError
 
 BUSY_TIMEOUT_MS = 30_000  # an annotator's write waits for a running evaluation's batch instead of failing
@@ -26,8 +24,6 @@ def open_db(path: str | os.PathLike = MEMORY) -> sqlite_utils.Database:
     path = os.fspath(path)
     if path != MEMORY:
         _check_path(path)
-    from annotations.migrations import migrate
-
     try:
         # plugins are off: a user's installed sqlite-utils plugins must not change the lab's connection
         db = sqlite_utils.Database(path, execute_plugins=False)
@@ -42,31 +38,6 @@ def open_db(path: str | os.PathLike = MEMORY) -> sqlite_utils.Database:
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: cannot open the lab database ({exc})") from exc
     return db
-
-
-@contextlib.contextmanager
-def writing(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
-    """One write transaction that takes the write lock first (BEGIN IMMEDIATE), committed on success.
-
-    A deferred transaction that reads and then writes fails at once with "database is locked" in WAL
-    mode when another process committed in between (the busy timeout does not apply to that case);
-    taking the lock up front makes concurrent writers queue instead.
-    """
-    try:
-        db.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as exc:
-        raise StoreError(f"cannot write to the lab database: {exc}") from exc
-    try:
-        yield db
-    except BaseException:
-        db.rollback()
-        raise
-    db.commit()
-
-
-def now() -> str:
-    """The current UTC time as stored in every `*_at` column (microseconds order labels made in one second)."""
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
 
 
 def _check_path(path: str) -> None:

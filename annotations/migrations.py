@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-from annotations.db import now, writing
+from annotations.transactions import now, writing
 
 Migration = Callable[[sqlite_utils.Database], None]
 MIGRATIONS: list[Migration] = []

@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlite_utils
 
-from annotations.db import now, writing
+from annotations.transactions import now, writing
 from reliability.errors import StoreError
 from reliability.types import Answer, Decoding, Item, Judgement, Outcome
 

@@ -26,8 +26,8 @@ import torch  # noqa: E402
 
 from reliability.audio import SAMPLE_RATE  # noqa: E402
 from reliability.backends.qwen2_audio import Qwen2AudioBackend  # noqa: E402
-from reliability.tiny import SHAPES, build_processor, generation_config, model_config  # noqa: E402
 from reliability.types import Decoding, Item, Request  # noqa: E402
+from tests.tiny import SHAPES, build_processor, generation_config, model_config  # noqa: E402
 
 QUESTION = "Which sound is heard in the clip? Choose one of the options."
 CHOICES = ("a dog barking", "a car engine starting", "rain falling on a roof", "a piano playing slowly")  # MMAU asks 4

@@ -14,8 +14,8 @@ import numpy as np  # noqa: E402
 
 from reliability.audio import SAMPLE_RATE  # noqa: E402
 from reliability.backends.qwen2_audio import Qwen2AudioBackend  # noqa: E402
-from reliability.tiny import tiny_qwen2_audio  # noqa: E402
 from reliability.types import Decoding, Request  # noqa: E402
+from tests.tiny import tiny_qwen2_audio  # noqa: E402
 
 BATCH = 8
 REPEATS = 3

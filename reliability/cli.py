@@ -12,8 +12,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from reliability.errors import BackendError, DatasetError, ReliabilityError
-from reliability.options import key_value
+from reliability.cli_common import TqdmProgress, backend_from_args, open_lab_db
+from reliability.errors import DatasetError, ReliabilityError
+from reliability.lora_cli import add_lora_commands
 from reliability.paths import default_db
 
 
@@ -224,8 +225,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-wait-ms", type=float, default=20.0, help="how long a lone request waits for others (default: 20)")
     p.set_defaults(handler=_serve)
 
-    from reliability.lora_cli import add_lora_commands  # a cycle otherwise: lora_cli builds backends through this module
-
     add_lora_commands(commands, common)
     return parser
 
@@ -247,38 +246,12 @@ def _metrics_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--level", type=float, default=0.95, help="interval level (default: 0.95)")
 
 
-class TqdmProgress:
-    """evaluate's progress callback drawn as a tqdm bar on stderr; the app passes its own callback instead."""
-
-    def __init__(self, unit: str = "answer"):
-        self.unit = unit
-        self.bar = None
-
-    def __call__(self, done: int, total: int, message: str) -> None:
-        from tqdm import tqdm
-
-        if self.bar is None:
-            self.bar = tqdm(total=total, unit=self.unit, file=sys.stderr, dynamic_ncols=True)
-        self.bar.set_description_str(message, refresh=False)
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _open(args):
-    from annotations.db import open_db
-
-    return open_db(args.db or default_db())
-
-
 def _import_dataset(args) -> None:
     from reliability.datasets import import_dataset, missing_audio_line
 
     if args.keep_missing_audio and not args.audio_dir:
         print("note: --keep-missing-audio only matters with --audio-dir; without it every item is imported without audio", file=sys.stderr)
-    report = import_dataset(_open(args), args.file, args.name, args.format, args.audio_dir, args.keep_missing_audio)
+    report = import_dataset(open_lab_db(args), args.file, args.name, args.format, args.audio_dir, args.keep_missing_audio)
     for problems, what in ((report.skipped, "skipped"), (report.without_audio, "kept without audio")):
         if problems:
             print(f"warning: {missing_audio_line(problems, what)}", file=sys.stderr)
@@ -292,7 +265,7 @@ def _import_predictions(args) -> None:
     from reliability.lmms_eval import import_lmms_eval
 
     importer = import_lmms_eval if args.format == "lmms-eval" else import_predictions
-    print(importer(_open(args), args.file, args.dataset, args.model, args.method, args.condition).summary())
+    print(importer(open_lab_db(args), args.file, args.dataset, args.model, args.method, args.condition).summary())
 
 
 def _serve(args) -> None:
@@ -300,7 +273,7 @@ def _serve(args) -> None:
 
     key = args.api_key or os.environ.get("RELIABILITY_SERVE_KEY")
     config = ServeConfig(args.host, args.port, key, args.model_name, args.max_batch, args.batch_wait_ms)
-    serve(_backend(args), config)
+    serve(backend_from_args(args), config)
 
 
 def _evaluate(args) -> None:
@@ -308,10 +281,10 @@ def _evaluate(args) -> None:
     from reliability.evaluate import NONE, evaluate
     from reliability.types import Decoding
 
-    db = _open(args)
+    db = open_lab_db(args)
     items = store.get_items(db, args.dataset, args.modality, args.limit)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    backend = _backend(args)
+    backend = backend_from_args(args)
     decoding = Decoding(
         do_sample=args.do_sample, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed
     )
@@ -326,25 +299,13 @@ def _evaluate(args) -> None:
     print(f"answered {result.answered} new, {result.cached} cached, {len(result.skipped)} skipped; runs: {runs}")
 
 
-def _backend(args):
-    """The backend named by --backend (default: the lab's default), built with the --backend-arg values."""
-    from reliability.backends import DEFAULT_BACKEND, get_backend
-
-    name = args.backend or DEFAULT_BACKEND
-    kwargs = dict(key_value(text) for text in args.backend_arg)
-    try:
-        return get_backend(name, **kwargs)
-    except TypeError as exc:
-        raise BackendError(f"backend {name!r} does not take {sorted(kwargs)}: {exc}") from exc
-
-
 def _diagnose(args) -> None:
     from annotations import store
     from reliability.conditions import all_conditions
     from reliability.diagnose import load_report, run_diagnostics
     from reliability.diagnostics import format_report
 
-    db = _open(args)
+    db = open_lab_db(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.stored:
         print(format_report(load_report(db, args.dataset, args.backend, methods=methods, human=not args.parser_only)))
@@ -354,7 +315,7 @@ def _diagnose(args) -> None:
     progress = TqdmProgress()
     try:
         diagnosis = run_diagnostics(
-            db, _backend(args), items, methods, conditions, batch_size=args.batch_size, progress=progress, human=not args.parser_only
+            db, backend_from_args(args), items, methods, conditions, batch_size=args.batch_size, progress=progress, human=not args.parser_only
         )
     finally:
         progress.close()
@@ -370,7 +331,7 @@ def _rejudge(args) -> None:
     from reliability.evaluate import rejudge
     from reliability.judge import JUDGE_VERSION
 
-    db = _open(args)
+    db = open_lab_db(args)
     run_ids = [store.get_run(db, r).id for r in args.run] if args.run else None
     print(f"re-judged {rejudge(db, run_ids)} answers with {JUDGE_VERSION}")
 
@@ -378,7 +339,7 @@ def _rejudge(args) -> None:
 def _runs(args) -> None:
     from annotations import store
 
-    for r in store.list_runs(_open(args), args.dataset):
+    for r in store.list_runs(open_lab_db(args), args.dataset):
         print(
             f"{r.id}  {r.dataset}  {r.backend}/{r.model_id}  {r.method}  {r.condition}  "
             f"{r.n_answers} answers  {r.judge_version}  {r.created_at[:19]}"
@@ -390,7 +351,7 @@ def _metrics(args) -> None:
     from reliability.report import metrics_rows
     from reliability.tables import format_table
 
-    db = _open(args)
+    db = open_lab_db(args)
     rows = metrics_rows(
         db, _dataset_with_runs(db, args.dataset), args.condition, args.baseline, not args.parser_only, args.n_boot, args.level, args.normalize
     )
@@ -406,7 +367,7 @@ def _agreement(args) -> None:
     from annotations import store
     from annotations.agreement import summarize
 
-    db = _open(args)
+    db = open_lab_db(args)
     s = summarize(store.verdicts_by_answer(db, args.dataset), store.parser_vs_human(db, args.dataset))
     print(f"answers labelled: {s.n_answers}; annotators: {', '.join(s.annotators) or 'none'}")
     print(f"Krippendorff's alpha (nominal): {_number(s.alpha)}")
@@ -419,7 +380,7 @@ def _export_answers(args) -> None:
     from annotations import store
     from reliability.exports import export_answers
 
-    db = _open(args)
+    db = open_lab_db(args)
     if args.run:
         run_ids = [store.get_run(db, r).id for r in args.run]
     elif args.dataset:
@@ -432,13 +393,13 @@ def _export_answers(args) -> None:
 def _export_labels(args) -> None:
     from reliability.exports import export_labels
 
-    print(f"wrote {export_labels(_open(args), args.output, args.dataset, args.format)} labels to {args.output}")
+    print(f"wrote {export_labels(open_lab_db(args), args.output, args.dataset, args.format)} labels to {args.output}")
 
 
 def _export_submission(args) -> None:
     from reliability.exports import export_submission
 
-    db = _open(args)
+    db = open_lab_db(args)
     run_id = args.run or _only_run(db, args.dataset, args.method, args.condition)
     print(f"wrote {export_submission(db, args.output, run_id)} records to {args.output}")
 

@@ -1,4 +1,7 @@
-"""Domain exceptions shown to the user as one clear line (the UI turns them into gr.Error)."""
+"""Domain exceptions shown to the user as one clear line (the UI turns them into gr.Error).
+
+A leaf module: annotations/ imports it too, so it imports nothing of the project (tests/test_architecture.py).
+"""
 
 
 class ReliabilityError(Exception):

@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Any
 
+from reliability.cli_common import TqdmProgress, backend_from_args, open_lab_db
 from reliability.errors import ReliabilityError
 
 
@@ -118,10 +119,9 @@ def config_from_args(cls, args: argparse.Namespace, tag: str):
 
 def _idk_dataset(args) -> None:
     from annotations import store
-    from reliability.cli import TqdmProgress, _open
     from reliability.idk_dataset import SamplingConfig, export_jsonl, format_ratios, idk_ratios, kn_dataset, sample_items, samples_path
 
-    db = _open(args)
+    db = open_lab_db(args)
     items = store.get_items(db, args.dataset, args.modality, args.limit)
     sampling = config_from_args(SamplingConfig, args, "sampling")
     backend = _backend(args)
@@ -143,11 +143,10 @@ def _idk_dataset(args) -> None:
 
 def _train_lora(args) -> None:
     from annotations import store
-    from reliability.cli import TqdmProgress, _open
     from reliability.idk_dataset import SamplingConfig, kn_dataset, load_samples, sample_items, samples_path
     from reliability.train_lora import TrainConfig, train_lora
 
-    db = _open(args)
+    db = open_lab_db(args)
     items = store.get_items(db, args.dataset, args.modality, args.limit)
     sampling = config_from_args(SamplingConfig, args, "sampling")
     config = config_from_args(TrainConfig, args, "train")
@@ -204,12 +203,11 @@ def _adapters(args) -> None:
 
 def _experiment(args) -> None:
     from reliability import experiment_plots, experiments
-    from reliability.cli import _open
     from reliability.exports import write_text
     from reliability.idk_dataset import SamplingConfig
     from reliability.train_config import TrainConfig
 
-    db = _open(args)
+    db = open_lab_db(args)
     config = config_from_args(experiments.ExperimentConfig, args, "experiment")
     sampling = config_from_args(SamplingConfig, args, "sampling")
     training = config_from_args(TrainConfig, args, "train")
@@ -237,8 +235,6 @@ class _StageProgress:
         self.stage, self.bar = None, None
 
     def __call__(self, done: int, total: int, message: str) -> None:
-        from reliability.cli import TqdmProgress
-
         stage = message.split(":", 1)[0]
         if stage != self.stage:
             self.close()
@@ -251,13 +247,11 @@ class _StageProgress:
 
 
 def _backend(args):
-    """reliability.cli's backend from --backend/--backend-arg; under `accelerate launch`, Qwen2-Audio goes on this process's GPU."""
-    from reliability.cli import _backend as build
-
+    """The backend from --backend/--backend-arg; under `accelerate launch`, Qwen2-Audio goes on this process's GPU."""
     own_device = any(a.startswith(("device=", "device_map=")) for a in args.backend_arg)
     if args.backend == "qwen2-audio" and "LOCAL_RANK" in os.environ and not own_device:
         args.backend_arg = [*args.backend_arg, f"device=cuda:{os.environ['LOCAL_RANK']}"]
-    return build(args)
+    return backend_from_args(args)
 
 
 def _loss(value: float | None) -> str:

@@ -1,4 +1,7 @@
-"""Records that flow through the lab: items, generation requests, generations, answers."""
+"""Records that flow through the lab: items, generation requests, generations, answers.
+
+A leaf module: annotations/ imports it too, so it imports nothing of the project (tests/test_architecture.py).
+"""
 from __future__ import annotations
 
 import enum

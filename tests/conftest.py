@@ -1,4 +1,4 @@
-"""Shared fixtures: generated clips, a scripted backend. No network, no downloads."""
+"""Shared fixtures: generated clips, a scripted backend, an empty lab database. No network, no downloads."""
 from __future__ import annotations
 
 import os
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from annotations.db import open_db
 from reliability.audio import SAMPLE_RATE
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -65,3 +66,9 @@ def scripted():
     from reliability.backends.scripted import ScriptedBackend
 
     return ScriptedBackend()
+
+
+@pytest.fixture
+def db():
+    """An empty lab database in memory, migrated; a test file may extend it under the same name with its own data."""
+    return open_db(":memory:")

@@ -7,7 +7,6 @@ from collections import Counter
 import pytest
 
 from annotations import store
-from annotations.db import open_db
 from reliability.datasets import MMAU_TEST_MINI, import_dataset, import_predictions, read_records
 from reliability.errors import DatasetError
 from reliability.evaluate import rejudge
@@ -15,11 +14,6 @@ from reliability.judge import JUDGE_VERSION
 from reliability.methods import validate_item
 
 MMAU = MMAU_TEST_MINI
-
-
-@pytest.fixture
-def db():
-    return open_db(":memory:")
 
 
 def record(i: int, **changes) -> dict:

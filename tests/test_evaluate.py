@@ -30,11 +30,6 @@ def first_choice(request):
 
 
 @pytest.fixture
-def db():
-    return open_db(":memory:")
-
-
-@pytest.fixture
 def mmau(db):
     import_dataset(db, MMAU)
     return store.get_items(db, "mmau-test-mini", limit=12)

@@ -30,8 +30,8 @@ def backend():
 
 
 @pytest.fixture
-def db():
-    db = open_db(":memory:")
+def db(db):
+    """conftest's empty lab database with dataset "toy": two text-only items per modality."""
     items = [
         Item(f"{m}{i}", f"Which {m} is it, number {i}?", ("a dog", "a cat", "I don't know"), "a dog", m, None, "toy")
         for m in MODALITIES
@@ -155,7 +155,7 @@ def cli(tmp_path):
 
 
 def test_cli_idk_dataset_and_train_lora_on_the_tiny_qwen2_audio(tmp_path, capsys, cli):
-    from reliability.tiny import tiny_qwen2_audio
+    from tests.tiny import tiny_qwen2_audio
 
     db = open_db(tmp_path / "lab.db")
     items = [Item(f"s{i}", f"Which sound, number {i}?", ("dog", "cat"), "dog", "sound", None, "toy") for i in range(3)]

@@ -24,8 +24,8 @@ RECORDS = [
 
 
 @pytest.fixture
-def db(tmp_path):
-    db = open_db(":memory:")
+def db(db, tmp_path):
+    """conftest's empty lab database with RECORDS imported as dataset "toy"."""
     path = tmp_path / "toy.json"
     path.write_text(json.dumps(RECORDS))
     import_dataset(db, path)

@@ -183,7 +183,7 @@ def test_sampling_on_the_tiny_qwen2_audio_is_reproducible(dtype, tmp_path):
     """The real sampling path in the CPU and the GPU dtype: N texts per item with the clip, the same again for the same seed."""
     pytest.importorskip("transformers")
     from reliability.backends.qwen2_audio import Qwen2AudioBackend
-    from reliability.tiny import tiny_qwen2_audio
+    from tests.tiny import tiny_qwen2_audio
 
     backend = Qwen2AudioBackend(str(tiny_qwen2_audio(tmp_path / "tiny")), dtype=dtype)
     wav = tmp_path / "tone.wav"

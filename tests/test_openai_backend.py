@@ -170,7 +170,7 @@ def test_a_server_killed_mid_run_then_restarted_answers_every_item_exactly_once(
 @pytest.fixture(scope="module")
 def tiny_path(tmp_path_factory):
     pytest.importorskip("transformers")
-    from reliability.tiny import tiny_qwen2_audio
+    from tests.tiny import tiny_qwen2_audio
 
     return tiny_qwen2_audio(tmp_path_factory.mktemp("tiny-qwen2-audio"))
 

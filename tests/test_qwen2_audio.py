@@ -13,10 +13,9 @@ from reliability.audio import SAMPLE_RATE  # noqa: E402
 from reliability.backends.base import lm_target_modules_regex  # noqa: E402
 from reliability.backends.qwen2_audio import Qwen2AudioBackend  # noqa: E402
 from reliability.errors import BackendError  # noqa: E402
-from reliability.tiny import tiny_qwen2_audio  # noqa: E402
 from reliability.types import Decoding, Request  # noqa: E402
-
 from tests.conftest import tone  # noqa: E402
+from tests.tiny import tiny_qwen2_audio  # noqa: E402
 
 GREEDY = Decoding(max_new_tokens=8)
 QUESTION = [{"role": "user", "content": "What is the main sound in the audio?"}]

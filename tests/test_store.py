@@ -4,18 +4,12 @@ from __future__ import annotations
 import pytest
 
 from annotations import store
-from annotations.db import open_db
 from reliability.errors import StoreError
 from reliability.types import Answer, Decoding, Item, Judgement, Outcome
 
 BACKEND = {"backend": "scripted", "model_id": "m1", "adapter": None}
 BASELINE = {"method": "baseline", "prompt_version": "p1", "adapter": None}
 IDK = {"method": "idk", "prompt_version": "p1", "adapter": None}
-
-
-@pytest.fixture
-def db():
-    return open_db(":memory:")
 
 
 @pytest.fixture

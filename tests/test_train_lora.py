@@ -40,7 +40,7 @@ def clip_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_path(tmp_path_factory):
-    from reliability.tiny import tiny_qwen2_audio
+    from tests.tiny import tiny_qwen2_audio
 
     return tiny_qwen2_audio(tmp_path_factory.mktemp("tiny"))
 
@@ -72,7 +72,7 @@ def tiny_cascade():
 
     from reliability.backends.cascade import CascadeBackend
     from reliability.backends.cascade.evidence import Evidence
-    from reliability.tiny import build_tokenizer
+    from tests.tiny import build_tokenizer
 
     tokenizer = build_tokenizer()
     tokenizer.padding_side = "left"

@@ -1,7 +1,7 @@
 """Qwen2-Audio through transformers: batched chat generation with audio, option log-probabilities, LoRA adapters.
 
 The same code runs Qwen/Qwen2-Audio-7B-Instruct on a GPU and the tiny random model of
-`reliability.tiny` on a CPU in the tests. torch, transformers and peft are imported here only.
+`tests/tiny.py` on a CPU in the tests. torch, transformers and peft are imported here only.
 """
 from __future__ import annotations
 
