@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from reliability import prompts
 from reliability.adapters import CARD_FILE, check_name, default_adapters_dir, loaded_adapters
 from reliability.audio import for_model, load_audio
+from reliability.backends import trainable_backends
 from reliability.backends.base import Backend
 from reliability.errors import AudioError, BackendError, ReliabilityError
 from reliability.idk_dataset import FULL, TrainingExample
@@ -193,7 +194,9 @@ def train_lora(
     folder = root / name
     if folder.exists() and not config.overwrite:
         raise ReliabilityError(f"an adapter {name!r} already exists in {root}; choose another name or overwrite it")
-    model = backend.training_model()  # a backend that cannot train says so here, naming those that can
+    if not backend.supports_training:
+        raise BackendError(f"backend {backend.name!r} cannot be trained; trainable backends: {', '.join(trainable_backends())}")
+    model = backend.training_model()
     if name in loaded_adapters(backend):
         raise ReliabilityError(f"an adapter {name!r} is loaded in the running backend; choose another name")
     report = progress or (lambda done, total, message: None)

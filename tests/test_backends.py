@@ -1,4 +1,4 @@
-"""The backend registry: every registered name resolves, unknown names list the known ones, untrainable ones name the trainable."""
+"""The backend registry: every registered name resolves, unknown names list the known ones, untrainable ones say so."""
 from __future__ import annotations
 
 import pytest
@@ -28,9 +28,9 @@ def test_unknown_backend_lists_known_names():
     assert all(name in str(err.value) for name in BACKENDS)
 
 
-def test_a_backend_that_cannot_train_names_those_that_can():
+def test_a_backend_that_cannot_train_says_so():
     assert trainable_backends() == ["cascade", "qwen2-audio"]
     backend = get_backend("scripted")
     for call in (backend.training_model, backend.adapter_host, backend.training_tokenizer, backend.lora_targets):
-        with pytest.raises(BackendError, match=r"'scripted' cannot be trained; trainable backends: cascade, qwen2-audio$"):
+        with pytest.raises(BackendError, match=r"'scripted' cannot be trained"):
             call()

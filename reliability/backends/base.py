@@ -82,9 +82,8 @@ class Backend(abc.ABC):
 
 
 def _cannot_train(backend: str) -> BackendError:
-    from reliability.backends import trainable_backends  # the registry imports this module first
-
-    return BackendError(f"backend {backend!r} cannot be trained; trainable backends: {', '.join(trainable_backends())}")
+    # the trainer names the trainable backends (reliability.backends.trainable_backends); the registry imports this module
+    return BackendError(f"backend {backend!r} cannot be trained")
 
 
 def with_clip_part(request: Request, backend: str, part: dict) -> list[dict]:
