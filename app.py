@@ -1,6 +1,6 @@
 """The reliability lab in the browser: layout and wiring of the Compare, Annotate and Dashboard tabs, and main().
 
-Handlers live in reliability/ui.py and the services they call in reliability/lab.py; this file only lays
+Handlers live in reliability/ui/handlers.py and the services they call in reliability/lab.py; this file only lays
 out components and connects events. Run `python app.py --help` for the options.
 """
 from __future__ import annotations
@@ -18,17 +18,17 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from reliability.adapters import default_adapters_dir
+from reliability.training.adapters import default_adapters_dir
 from reliability.backends import BACKENDS, DEFAULT_BACKEND
-from reliability.diagnostics_ui import build_diagnostics_tab
-from reliability.experiments_ui import build_experiments_tab
+from reliability.ui.diagnostics_tab import build_diagnostics_tab
+from reliability.ui.experiments_tab import build_experiments_tab
 from reliability.lab import HUMAN, MODALITY_CHOICES, UNKNOWN_MODALITY, VERDICT_MODE, Lab
 from reliability.methods import method_names
 from reliability.options import key_value
 from reliability.paths import default_db
-from reliability.ui import ALL, MAX_CHOICES, MODES, NORMALIZE, SOURCES, VERDICTS, Api, Handlers
-from reliability import ui_render
-from reliability.ui_render import method_title
+from reliability.ui.handlers import ALL, MAX_CHOICES, MODES, NORMALIZE, SOURCES, VERDICTS, Api, Handlers
+from reliability.ui import render as ui_render
+from reliability.ui.render import method_title
 
 TITLE = "Audio-LLM reliability lab"
 REPO = os.path.dirname(os.path.abspath(__file__))

@@ -101,10 +101,10 @@ def bandwidth(device: str) -> tuple[float, str]:
 
 def lora_step(backend: Qwen2AudioBackend, batch: int, seconds: float, device: str) -> dict:
     """One LoRA optimizer step at `batch` examples with clips, timed from the loop's start to the step's end."""
-    from reliability.idk_dataset import TrainingExample
+    from reliability.training.idk_dataset import TrainingExample
     from reliability.methods import Baseline
-    from reliability.train_config import TrainConfig
-    from reliability.train_lora import train_lora
+    from reliability.training.config import TrainConfig
+    from reliability.training.lora import train_lora
 
     marks: list[float] = []
 

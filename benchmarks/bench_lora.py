@@ -1,6 +1,6 @@
 """Benchmark of training-based reliability on the default cascade backend (CPU): K@N sampling and one LoRA epoch.
 
-1. K@N sampling (reliability.idk_dataset.sample_items): the same items sampled N times as one request
+1. K@N sampling (reliability.training.idk_dataset.sample_items): the same items sampled N times as one request
    per item (the N samples share the prompt's prefill) vs N independent calls of one sample each, on
    the demo clips and on MMAU questions without audio. Target: ratio ≥ 2×.
 2. One LoRA epoch over `--examples` examples (default 200; target ≤ 15 min on 2 CPU cores). The
@@ -31,7 +31,7 @@ from reliability.audio import for_model, load_audio  # noqa: E402
 from reliability.backends.cascade import CascadeBackend  # noqa: E402
 from reliability.backends.cascade.text_model import DEFAULT_TEXT_MODEL  # noqa: E402
 from reliability.datasets import MMAU_TEST_MINI  # noqa: E402
-from reliability.idk_dataset import SamplingConfig, TrainingExample, sample_items  # noqa: E402
+from reliability.training.idk_dataset import SamplingConfig, TrainingExample, sample_items  # noqa: E402
 from reliability.methods import Baseline  # noqa: E402
 from reliability.types import Item, Request  # noqa: E402
 
@@ -89,7 +89,7 @@ def bench_sampling(backend: CascadeBackend, n: int, count: int) -> None:
 
 
 def bench_training(backend: CascadeBackend, count: int, full: int, threads: int) -> None:
-    from reliability.train_lora import TrainConfig, train_lora
+    from reliability.training.lora import TrainConfig, train_lora
 
     examples = mmau_examples(count)
     for e in examples[: len({e.item.audio_path for e in examples})]:

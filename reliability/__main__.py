@@ -1,6 +1,6 @@
-"""`python -m reliability`: the lab's command line (see reliability/cli.py)."""
+"""`python -m reliability`: the lab's command line (see reliability/cli/main.py)."""
 import sys
 
-from reliability.cli import main
+from reliability.cli.main import main
 
 sys.exit(main())

@@ -1,6 +1,6 @@
 """The lab's services behind the app and its API: compare methods on a clip, queue and store labels, compute the dashboard.
 
-Nothing here imports gradio: the UI handlers (reliability/ui.py) and the API endpoints call these plain
+Nothing here imports gradio: the UI handlers (reliability/ui/handlers.py) and the API endpoints call these plain
 methods, and the tests call them directly. One `Lab` serves every user of a running app, so it holds
 one SQLite connection per thread and builds each backend once, behind a lock.
 """
@@ -27,7 +27,7 @@ from annotations.agreement import summarize
 from annotations.db import open_db
 from annotations.sampling import stratified_order
 from reliability import metrics, report
-from reliability.adapters import ensure_loaded, list_adapters
+from reliability.training.adapters import ensure_loaded, list_adapters
 from reliability.audio import Clip, load_audio
 from reliability.backends import BACKENDS, DEFAULT_BACKEND, MENU_ONLY_AS_DEFAULT, get_backend
 from reliability.backends.base import Backend
@@ -273,7 +273,7 @@ class Lab:
     data_dir: str  # the app's own folder: uploads/ (kept clips) and exports/ (downloads) live here
     backend: str = DEFAULT_BACKEND  # the default backend's name
     backend_kwargs: dict[str, Any] = field(default_factory=dict)  # constructor arguments of the default backend
-    adapters_dir: str | None = None  # folder of saved LoRA adapters (reliability.adapters), one sub-folder each
+    adapters_dir: str | None = None  # folder of saved LoRA adapters (reliability.training.adapters), one sub-folder each
     examples_path: str | None = None  # a JSON list of example items (demo/items.json), audio relative to it
     max_seconds: float = 120.0  # longest clip accepted from an upload
     decoding: Decoding = Decoding()  # decoding of every Compare answer (greedy)

@@ -201,7 +201,7 @@ def test_bad_requests_are_refused_with_one_line(app, client, tone_wav, tmp_path)
     assert "counts" in client.predict(api_name="/metrics")  # the server still serves
     log = _tail(f"{app[1]}.app.log", 400)
     # the terminal: one warning line per mistake, no traceback, no line per HTTP request
-    assert "Traceback" not in log and "WARNING reliability.ui: compare: no question" in log
+    assert "Traceback" not in log and "WARNING reliability.ui.handlers: compare: no question" in log
     assert "HTTP Request:" not in log
 
 

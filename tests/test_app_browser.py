@@ -102,7 +102,7 @@ def seed_diagnostics(db: os.PathLike) -> None:
     from annotations import store
     from reliability.backends.scripted import ScriptedBackend
     from reliability.datasets import import_dataset
-    from reliability.diagnose import run_diagnostics
+    from reliability.diagnostics.runs import run_diagnostics
 
     with open(os.path.join(DEMO, "items.json")) as f:
         demo = json.load(f)

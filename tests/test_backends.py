@@ -14,7 +14,7 @@ def test_every_registered_backend_resolves(name):
 
 
 def test_the_app_says_what_answers_on_every_backend():
-    from reliability.ui_render import backend_note
+    from reliability.ui.render import backend_note
 
     assert set(BACKEND_NOTES) == set(BACKENDS) and all(backend_note(name) for name in BACKENDS)
     # the default is not an audio model: its note must say so before anyone reads its answers as one

@@ -11,7 +11,7 @@ import pytest
 
 from annotations import store
 from annotations.db import open_db
-from reliability.cli import build_parser, main
+from reliability.cli.main import build_parser, main
 from reliability.datasets import MMAU_TEST_MINI
 
 ROOT = Path(__file__).resolve().parents[1]

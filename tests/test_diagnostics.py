@@ -18,8 +18,8 @@ from annotations.db import open_db
 from reliability.audio import SAMPLE_RATE, from_array
 from reliability.backends.scripted import ScriptedBackend
 from reliability.conditions import FULL, NONE, all_conditions, apply_condition
-from reliability.diagnostic_plots import category_bars, humility_bars, retention_figure
-from reliability.diagnostics import (
+from reliability.diagnostics.plots import category_bars, humility_bars, retention_figure
+from reliability.diagnostics.measures import (
     AH,
     AUDIO_NEEDED,
     FS,
@@ -278,7 +278,7 @@ def test_empty_report_gives_explained_empty_figures():
 
 
 def test_run_diagnostics_makes_one_cached_run_per_condition(tmp_path, outcomes):
-    from reliability.diagnose import load_report, run_diagnostics
+    from reliability.diagnostics.runs import load_report, run_diagnostics
 
     path = tmp_path / "segments.wav"
     sf.write(path, segmented_samples(), SAMPLE_RATE, subtype="FLOAT")
@@ -299,7 +299,7 @@ def test_run_diagnostics_makes_one_cached_run_per_condition(tmp_path, outcomes):
 
 
 def test_run_diagnostics_on_items_without_audio_reports_the_no_audio_figures():
-    from reliability.diagnose import run_diagnostics
+    from reliability.diagnostics.runs import run_diagnostics
 
     db = open_db()
     items = make_items("text-only")  # like MMAU imported without its audio
@@ -313,8 +313,8 @@ def test_run_diagnostics_on_items_without_audio_reports_the_no_audio_figures():
 
 
 def test_text_prior_tab_shows_stored_runs(tmp_path):
-    from reliability.diagnose import run_diagnostics
-    from reliability.diagnostics_ui import DiagnosticsHandlers
+    from reliability.diagnostics.runs import run_diagnostics
+    from reliability.ui.diagnostics_tab import DiagnosticsHandlers
     from reliability.lab import HUMAN, Lab
 
     path = tmp_path / "segments.wav"

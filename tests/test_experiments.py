@@ -11,11 +11,11 @@ torch = pytest.importorskip("torch")
 
 from annotations import store  # noqa: E402
 from annotations.db import open_db  # noqa: E402
-from reliability import experiment_plots  # noqa: E402
-from reliability.adapters import list_adapters  # noqa: E402
-from reliability.experiments import ExperimentConfig, alpha_sweep, format_result, split_items, train_and_compare, transfer_matrix  # noqa: E402
-from reliability.idk_dataset import SamplingConfig  # noqa: E402
-from reliability.train_lora import TrainConfig  # noqa: E402
+from reliability.training import plots as experiment_plots  # noqa: E402
+from reliability.training.adapters import list_adapters  # noqa: E402
+from reliability.training.experiments import ExperimentConfig, alpha_sweep, format_result, split_items, train_and_compare, transfer_matrix  # noqa: E402
+from reliability.training.idk_dataset import SamplingConfig  # noqa: E402
+from reliability.training.lora import TrainConfig  # noqa: E402
 from reliability.types import MODALITIES, Item  # noqa: E402
 
 from tests.test_train_lora import tiny_cascade  # noqa: E402
@@ -138,9 +138,9 @@ def test_idk_ratio_figure_has_a_line_per_group():
 
 @pytest.fixture
 def cli(tmp_path):
-    """The training commands on a parser of their own (reliability.cli adds them with add_lora_commands)."""
-    from reliability.cli import build_parser
-    from reliability.lora_cli import add_lora_commands
+    """The training commands on a parser of their own (reliability.cli.main adds them with add_lora_commands)."""
+    from reliability.cli.main import build_parser
+    from reliability.cli.training import add_lora_commands
 
     def main(argv):
         parser = argparse.ArgumentParser()
@@ -198,7 +198,7 @@ def test_cli_flags_map_to_every_config_field(cli, capsys):
 
 def test_the_experiments_tab_trains_and_shows_the_adapter(tmp_path):
     gr = pytest.importorskip("gradio")
-    from reliability.experiments_ui import ExperimentHandlers, build_experiments_tab
+    from reliability.ui.experiments_tab import ExperimentHandlers, build_experiments_tab
     from reliability.lab import Lab
 
     lab = Lab(db_path=str(tmp_path / "lab.db"), data_dir=str(tmp_path), backend="cascade", adapters_dir=str(tmp_path / "adapters"))

@@ -10,7 +10,7 @@ from reliability import prompts
 from reliability.audio import SAMPLE_RATE
 from reliability.backends.scripted import ScriptedBackend
 from reliability.errors import ReliabilityError
-from reliability.idk_dataset import (
+from reliability.training.idk_dataset import (
     SampledItem,
     SamplingConfig,
     export_jsonl,

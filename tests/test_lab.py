@@ -12,8 +12,8 @@ from annotations import store
 from reliability.errors import AudioError, ItemError, StoreError
 from reliability.lab import HUMAN_MODE, KEY_SEEN, LAB_DATASET, NO_AUDIO, PARSER, DashboardFilters, Lab, Waiting, resolve_key
 from reliability.types import Answer, Decoding, Item, Judgement, Outcome, Request
-from reliability.ui import Api, Handlers
-from reliability.ui_render import agreement_text, audio_figure, progress_text, result_cards, summary_text, table_rows
+from reliability.ui.handlers import Api, Handlers
+from reliability.ui.render import agreement_text, audio_figure, progress_text, result_cards, summary_text, table_rows
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPTIONS = ["a dog barking", "a steady tone", "a car horn"]

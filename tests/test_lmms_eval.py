@@ -6,7 +6,7 @@ import json
 import pytest
 
 from annotations.db import open_db
-from reliability.cli import main
+from reliability.cli.main import main
 from reliability.datasets import import_dataset
 from reliability.errors import DatasetError
 from reliability.lmms_eval import import_lmms_eval, prediction_records

@@ -215,7 +215,7 @@ def test_the_app_menu_offers_openai_only_when_the_command_line_gives_it(tmp_path
 
 def test_an_answer_without_a_confidence_says_why_on_its_card():
     from reliability.lab import MethodResult
-    from reliability.ui_render import result_cards
+    from reliability.ui.render import result_cards
 
     why = "no option log-probabilities from m: the server returned none"
     result = MethodResult("baseline", text="A", outcome="correct", key="a", steps=[{"name": "answer", "messages": [], "text": "A", "meta": {"no_confidence": why}}])

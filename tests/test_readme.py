@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reliability.cli import build_parser, main
+from reliability.cli.main import build_parser, main
 from tests.test_cli import all_commands
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,12 +8,12 @@ import pytest
 
 from annotations import store
 from annotations.db import open_db
-from reliability.cli import main
+from reliability.cli.main import main
 from reliability.errors import UnknownNameError
 from reliability.lab import Lab
 from reliability.methods import METHODS, SinglePrompt, get_method, method_names, register_method
 from reliability.types import Request
-from reliability.ui import Api
+from reliability.ui.handlers import Api
 
 ECHO = "echo-test"
 ECHO_SUFFIX = "Repeat the second option, word for word."

@@ -9,8 +9,9 @@ import pytest
 
 from annotations import store
 from annotations.db import open_db
-from reliability import metrics, report, ui_render
-from reliability.cli import main
+from reliability import metrics, report
+from reliability.ui import render as ui_render
+from reliability.cli.main import main
 from reliability.datasets import import_dataset
 from reliability.lab import Dashboard, DashboardFilters, Lab
 from reliability.types import Answer, Decoding, Judgement, Outcome

@@ -1,7 +1,7 @@
 """Metric tables: one declared column list for every view, keyless items left out, MMAU's own accuracy beside ours."""
 from __future__ import annotations
 
-from reliability import ui_render
+from reliability.ui import render as ui_render
 from reliability.lab import Dashboard, DashboardFilters
 from reliability.report import COLUMNS, HIGHER, LOWER, MMAU_ACC, NONE, PERCENT, counted_outcomes, metrics_table
 from reliability.tables import format_table, table_cells, table_headers

@@ -12,13 +12,13 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from reliability import prompts  # noqa: E402
-from reliability.adapters import ensure_loaded, list_adapters, loaded_adapters  # noqa: E402
+from reliability.training.adapters import ensure_loaded, list_adapters, loaded_adapters  # noqa: E402
 from reliability.audio import SAMPLE_RATE  # noqa: E402
 from reliability.backends.scripted import ScriptedBackend  # noqa: E402
 from reliability.errors import BackendError, ReliabilityError  # noqa: E402
-from reliability.idk_dataset import TrainingExample  # noqa: E402
+from reliability.training.idk_dataset import TrainingExample  # noqa: E402
 from reliability.methods import Baseline  # noqa: E402
-from reliability.train_lora import IGNORE, TrainConfig, request_for, target_reply, train_lora, training_row  # noqa: E402
+from reliability.training.lora import IGNORE, TrainConfig, request_for, target_reply, train_lora, training_row  # noqa: E402
 from reliability.types import Decoding, Item, Request  # noqa: E402
 
 from tests.conftest import tone  # noqa: E402

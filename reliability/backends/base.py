@@ -13,7 +13,7 @@ class Backend(abc.ABC):
 
     Methods are written against this interface only, so every method runs on every backend.
     Subclasses that can hold LoRA adapters set `supports_adapters` and override the adapter calls;
-    those whose language model can be trained (reliability.train_lora) set `supports_training` and
+    those whose language model can be trained (reliability.training.lora) set `supports_training` and
     override the training calls.
     """
 

@@ -9,11 +9,11 @@ from typing import Any
 import gradio as gr
 
 from annotations import store
-from reliability import diagnostic_plots
-from reliability.diagnose import load_report
-from reliability.diagnostics import build_report, format_report
+from reliability.diagnostics import plots as diagnostic_plots
+from reliability.diagnostics.runs import load_report
+from reliability.diagnostics.measures import build_report, format_report
 from reliability.lab import HUMAN, Lab
-from reliability.ui import SOURCES, user_errors
+from reliability.ui.handlers import SOURCES, user_errors
 
 HELP = (
     "R_TP = Acc with no audio / Acc with audio (lower: the score needs the audio more). Categories per item: "

@@ -17,13 +17,14 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from annotations import store
-from reliability import experiment_plots, experiments
-from reliability.adapters import list_adapters
-from reliability.idk_dataset import FULL, NONE, SamplingConfig, format_ratios, idk_ratios, sample_items, samples_path
+from reliability.training import plots as experiment_plots
+from reliability.training import experiments
+from reliability.training.adapters import list_adapters
+from reliability.training.idk_dataset import FULL, NONE, SamplingConfig, format_ratios, idk_ratios, sample_items, samples_path
 from reliability.lab import Lab
 from reliability.types import MODALITIES
-from reliability.ui import user_errors
-from reliability.ui_render import method_title
+from reliability.ui.handlers import user_errors
+from reliability.ui.render import method_title
 
 ALL = "(all)"
 SAMPLES_FOLDER = "idk-samples"  # under the app's data folder
@@ -129,7 +130,7 @@ class ExperimentHandlers:
 
     def _settings(self, values):
         """(ExperimentConfig, SamplingConfig, TrainConfig, backend name) from the settings components' values."""
-        from reliability.train_config import TrainConfig
+        from reliability.training.config import TrainConfig
 
         (dataset, backend, condition, limit, holdout, modality, n, k, temperature, top_p,
          rank, alpha, learning_rate, epochs, grad_accum, alphas) = values

@@ -1,5 +1,5 @@
 """The command line: python -m reliability import | evaluate | diagnose | rejudge | runs | metrics | agreement | export | serve,
-plus the training commands of reliability/lora_cli.py (idk-dataset, train-lora, adapters, experiment).
+plus the training commands of reliability/cli/training.py (idk-dataset, train-lora, adapters, experiment).
 
 Every command works on one lab database (--db, by default in the user's data folder). Errors are
 printed as one line starting with "error:" and exit with status 1 (2 for bad arguments, 130 after
@@ -12,9 +12,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from reliability.cli_common import TqdmProgress, backend_from_args, open_lab_db
+from reliability.cli.common import TqdmProgress, backend_from_args, open_lab_db
 from reliability.errors import DatasetError, ReliabilityError
-from reliability.lora_cli import add_lora_commands
+from reliability.cli.training import add_lora_commands
 from reliability.paths import default_db
 
 
@@ -302,8 +302,8 @@ def _evaluate(args) -> None:
 def _diagnose(args) -> None:
     from annotations import store
     from reliability.conditions import all_conditions
-    from reliability.diagnose import load_report, run_diagnostics
-    from reliability.diagnostics import format_report
+    from reliability.diagnostics.runs import load_report, run_diagnostics
+    from reliability.diagnostics.measures import format_report
 
     db = open_lab_db(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

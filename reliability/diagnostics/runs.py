@@ -13,7 +13,7 @@ import sqlite_utils
 from annotations import store
 from reliability.backends.base import Backend
 from reliability.conditions import all_conditions, parse_condition
-from reliability.diagnostics import DiagnosticsReport, build_report
+from reliability.diagnostics.measures import DiagnosticsReport, build_report
 from reliability.evaluate import Progress, evaluate
 from reliability.methods import Method, get_method
 from reliability.types import Decoding, Item

@@ -1,7 +1,7 @@
 """Training experiments: the LoRA alpha sweep and the cross-modal transfer matrix, from K@N samples to ΔCon / ΔHum / RGI.
 
-Both run the same pipeline: sample the training items N times (reliability.idk_dataset, cached in a
-JSONL file), derive the K@N set, train one adapter per setting (reliability.train_lora; an adapter
+Both run the same pipeline: sample the training items N times (reliability.training.idk_dataset, cached in a
+JSONL file), derive the K@N set, train one adapter per setting (reliability.training.lora; an adapter
 whose card shows the same settings is reused), evaluate the baseline and every adapter on the
 evaluation items (reliability.evaluate, cached in the lab database), and compare each adapter with the
 baseline, paired by item. Re-running an experiment redoes only what is missing.
@@ -20,16 +20,16 @@ import sqlite_utils
 
 from annotations import store
 from reliability import metrics
-from reliability.adapters import ensure_loaded, list_adapters
+from reliability.training.adapters import ensure_loaded, list_adapters
 from reliability.backends.base import Backend
 from reliability.errors import ReliabilityError
 from reliability.evaluate import evaluate
-from reliability.idk_dataset import SamplingConfig, TrainingExample, idk_ratios, kn_dataset, sample_items, samples_path
+from reliability.training.idk_dataset import SamplingConfig, TrainingExample, idk_ratios, kn_dataset, sample_items, samples_path
 from reliability.methods import LORA_PREFIX
 from reliability.types import MODALITIES, Decoding, Item
 
 if TYPE_CHECKING:  # train_lora imports torch; this module is imported by the CLI and the app at start
-    from reliability.train_config import TrainConfig
+    from reliability.training.config import TrainConfig
 
 Progress = Callable[[int, int, str], None]  # (done, total, message) of the current stage; the message names the stage
 BASELINE = "baseline"
@@ -67,7 +67,7 @@ class ExperimentResult:
     kind: str  # "alpha_sweep", "lora" (one adapter, train_and_compare) or "transfer"
     rows: list[dict[str, Any]]
     adapters: list[str]  # adapter names, in row order
-    idk_ratios: list[dict[str, Any]]  # of the training samples, every K@N (reliability.idk_dataset.idk_ratios)
+    idk_ratios: list[dict[str, Any]]  # of the training samples, every K@N (reliability.training.idk_dataset.idk_ratios)
     train_items: int  # training items actually used (with an answer key and, under "full", a clip)
     eval_items: int
     in_sample: bool  # True: evaluated on the very items it trained on
@@ -108,7 +108,7 @@ def alpha_sweep(
     """Train one adapter per alpha on the K@N set and compare each with the baseline (ΔCon, ΔHum, RGI per modality and total).
 
     :param training: LoRA settings (default TrainConfig()); its alpha and name are set per sweep point
-    :param samples_dir: root of the K@N samples files (None: reliability.idk_dataset.default_samples_dir())
+    :param samples_dir: root of the K@N samples files (None: reliability.training.idk_dataset.default_samples_dir())
     :param stop: set it to stop after the current sampling or evaluation batch or training step (all saved)
     """
     return _sweep("alpha_sweep", config.alphas, db, backend, config, sampling, training, adapters_dir, samples_dir, progress, stop)
@@ -226,7 +226,7 @@ def _examples(backend, items, config: ExperimentConfig, sampling: SamplingConfig
 
 def _train(backend, examples: Sequence[TrainingExample], setting, sampling: SamplingConfig, adapters_dir, label: str, progress, stop, kind: str) -> str:
     """Train (or reuse) the adapter of these settings; its name ends with a hash of everything that shaped it."""
-    from reliability.train_lora import COMPLETE, dataset_summary, default_name, train_lora
+    from reliability.training.lora import COMPLETE, dataset_summary, default_name, train_lora
 
     summary = dataset_summary(examples)
     fingerprint = _fingerprint(summary, sampling, setting, [e.item.id for e in examples], backend.describe().get("model_id"))
@@ -284,7 +284,7 @@ def _baseline_scores(baseline, groups) -> dict[str, Any]:
 
 
 def _training(training: TrainConfig | None) -> TrainConfig:
-    from reliability.train_config import TrainConfig
+    from reliability.training.config import TrainConfig
 
     return training if training is not None else TrainConfig()
 

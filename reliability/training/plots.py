@@ -76,7 +76,7 @@ def alpha_sweep_figure(rows: Sequence[Mapping[str, Any]], group: str = TOTAL) ->
 
 
 def idk_ratio_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
-    """Share of IDK targets for each K@N, one line per modality and total (reliability.idk_dataset.idk_ratios rows)."""
+    """Share of IDK targets for each K@N, one line per modality and total (reliability.training.idk_dataset.idk_ratios rows)."""
     if not rows:
         return empty_figure("No K@N samples yet: build an IDK dataset.", "IDK ratio per K@N")
     fig = go.Figure()

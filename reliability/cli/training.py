@@ -1,6 +1,6 @@
 """Command-line side of training-based reliability: idk-dataset, train-lora, adapters, experiment (alpha-sweep, transfer).
 
-`add_lora_commands(commands, common)` adds them to reliability.cli's parser; every config dataclass
+`add_lora_commands(commands, common)` adds them to reliability.cli.main's parser; every config dataclass
 field becomes a flag with its help text, so the flags and the configs cannot drift apart.
 """
 from __future__ import annotations
@@ -12,15 +12,15 @@ import os
 import sys
 from typing import Any
 
-from reliability.cli_common import TqdmProgress, backend_from_args, open_lab_db
+from reliability.cli.common import TqdmProgress, backend_from_args, open_lab_db
 from reliability.errors import ReliabilityError
 
 
 def add_lora_commands(commands, common: argparse.ArgumentParser) -> None:
     """Add the training commands to the `python -m reliability` subparsers."""
-    from reliability.experiments import ExperimentConfig
-    from reliability.idk_dataset import SamplingConfig
-    from reliability.train_config import TrainConfig
+    from reliability.training.experiments import ExperimentConfig
+    from reliability.training.idk_dataset import SamplingConfig
+    from reliability.training.config import TrainConfig
 
     backend = argparse.ArgumentParser(add_help=False)
     backend.add_argument("--backend", default=None, help="backend name (default: the lab's default backend)")
@@ -119,7 +119,7 @@ def config_from_args(cls, args: argparse.Namespace, tag: str):
 
 def _idk_dataset(args) -> None:
     from annotations import store
-    from reliability.idk_dataset import SamplingConfig, export_jsonl, format_ratios, idk_ratios, kn_dataset, sample_items, samples_path
+    from reliability.training.idk_dataset import SamplingConfig, export_jsonl, format_ratios, idk_ratios, kn_dataset, sample_items, samples_path
 
     db = open_lab_db(args)
     items = store.get_items(db, args.dataset, args.modality, args.limit)
@@ -143,8 +143,8 @@ def _idk_dataset(args) -> None:
 
 def _train_lora(args) -> None:
     from annotations import store
-    from reliability.idk_dataset import SamplingConfig, kn_dataset, load_samples, sample_items, samples_path
-    from reliability.train_lora import TrainConfig, train_lora
+    from reliability.training.idk_dataset import SamplingConfig, kn_dataset, load_samples, sample_items, samples_path
+    from reliability.training.lora import TrainConfig, train_lora
 
     db = open_lab_db(args)
     items = store.get_items(db, args.dataset, args.modality, args.limit)
@@ -181,7 +181,7 @@ def _train_lora(args) -> None:
 
 
 def _adapters(args) -> None:
-    from reliability.adapters import default_adapters_dir, list_adapters
+    from reliability.training.adapters import default_adapters_dir, list_adapters
 
     found = list_adapters(args.adapters_dir)
     if args.json:
@@ -202,10 +202,11 @@ def _adapters(args) -> None:
 
 
 def _experiment(args) -> None:
-    from reliability import experiment_plots, experiments
+    from reliability.training import plots as experiment_plots
+    from reliability.training import experiments
     from reliability.exports import write_text
-    from reliability.idk_dataset import SamplingConfig
-    from reliability.train_config import TrainConfig
+    from reliability.training.idk_dataset import SamplingConfig
+    from reliability.training.config import TrainConfig
 
     db = open_lab_db(args)
     config = config_from_args(experiments.ExperimentConfig, args, "experiment")

@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 from gradio.data_classes import FileData
 
 from annotations.store import IDK_CHOICE, VIA_API, VIA_COMPARE, VIA_VERDICT
-from reliability import ui_render
+from reliability.ui import render as ui_render
 from reliability.audio import SAMPLE_RATE, load_audio
 from reliability.errors import AudioError, ItemError, ReliabilityError
 from reliability.exports import export_table

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from reliability.diagnostics import CATEGORIES, CATEGORY_NAMES, DiagnosticsReport
+from reliability.diagnostics.measures import CATEGORIES, CATEGORY_NAMES, DiagnosticsReport
 from reliability.metrics import TOTAL
 from reliability.plots import TEMPLATE, empty_figure
 

@@ -31,13 +31,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from reliability import prompts
-from reliability.adapters import CARD_FILE, check_name, default_adapters_dir, loaded_adapters
+from reliability.training.adapters import CARD_FILE, check_name, default_adapters_dir, loaded_adapters
 from reliability.audio import for_model, load_audio
 from reliability.backends import trainable_backends
 from reliability.backends.base import Backend
 from reliability.errors import AudioError, BackendError, ReliabilityError
-from reliability.idk_dataset import FULL, TrainingExample
-from reliability.train_config import TrainConfig
+from reliability.training.idk_dataset import FULL, TrainingExample
+from reliability.training.config import TrainConfig
 from reliability.types import Request
 
 Progress = Callable[[int, int, str], None]  # (optimizer steps done, total steps, message)
@@ -176,12 +176,12 @@ def train_lora(
 ) -> TrainResult:
     """Train a LoRA adapter on `examples` in place on the backend's model, save it, and detach it again.
 
-    :param adapters_dir: where `<name>/` is written (default: reliability.adapters.default_adapters_dir())
+    :param adapters_dir: where `<name>/` is written (default: reliability.training.adapters.default_adapters_dir())
     :param progress: called with (step, total steps, message with the loss) after every optimizer step
     :param stop: set it (e.g. from the app) to end after the current step; the adapter is saved as a checkpoint
     :param provenance: extra facts for the card's "dataset" entry (e.g. the sampling settings)
     Ctrl-C saves the adapter trained so far (card status "interrupted") and re-raises KeyboardInterrupt.
-    The saved adapter is then loadable with `backend.load_adapter(path, name)` / reliability.adapters.ensure_loaded.
+    The saved adapter is then loadable with `backend.load_adapter(path, name)` / reliability.training.adapters.ensure_loaded.
     """
     from accelerate import Accelerator
     from peft import LoraConfig

@@ -1,0 +1,1 @@
+"""The command line: `python -m reliability` (main), its training commands, and what both share."""

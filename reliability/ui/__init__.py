@@ -1,0 +1,1 @@
+"""The app's user interface: Gradio handlers, tab builders and what the tabs render; nothing here touches SQL."""
