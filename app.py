@@ -1,6 +1,6 @@
 """The reliability lab in the browser: layout and wiring of the Compare, Annotate and Dashboard tabs, and main().
 
-Handlers live in reliability/ui/handlers.py and the services they call in reliability/lab.py; this file only lays
+Handlers live in reliability/ui/handlers.py and the services they call in reliability/services/; this file only lays
 out components and connects events. Run `python app.py --help` for the options.
 """
 from __future__ import annotations
@@ -22,10 +22,13 @@ from reliability.training.adapters import default_adapters_dir
 from reliability.backends import BACKENDS, DEFAULT_BACKEND
 from reliability.ui.diagnostics_tab import build_diagnostics_tab
 from reliability.ui.experiments_tab import build_experiments_tab
-from reliability.lab import HUMAN, MODALITY_CHOICES, UNKNOWN_MODALITY, VERDICT_MODE, Lab
 from reliability.methods import method_names
 from reliability.options import key_value
 from reliability.paths import default_db
+from reliability.services import Services, Settings
+from reliability.services.compare import MODALITY_CHOICES, UNKNOWN_MODALITY
+from reliability.services.dashboard import HUMAN
+from reliability.services.labelling import VERDICT_MODE
 from reliability.ui.handlers import ALL, MAX_CHOICES, MODES, NORMALIZE, SOURCES, VERDICTS, Api, Handlers
 from reliability.ui import render as ui_render
 from reliability.ui.render import method_title
@@ -193,10 +196,10 @@ SHORTCUTS_JS = """
 """ % {"max_choices": MAX_CHOICES}
 
 
-def build_demo(lab: Lab) -> gr.Blocks:
-    """The app's Blocks, wired to `lab`; constructible (and testable) without launch(). With logins (--auth)
+def build_demo(services: Services) -> gr.Blocks:
+    """The app's Blocks, wired to `services`; constructible (and testable) without launch(). With logins (--auth)
     the annotator is the signed-in user."""
-    ui, api = Handlers(lab), Api(lab)
+    ui, api = Handlers(services), Api(services)
     private = {"api_visibility": "private"}  # UI events; the API is the named endpoints at the end
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(INTRO)
@@ -216,12 +219,12 @@ def build_demo(lab: Lab) -> gr.Blocks:
                             answer = gr.Textbox(label="Answer key (an option's text or letter; optional)", scale=3, elem_id="lab-answer")
                             modality = gr.Dropdown(list(MODALITY_CHOICES), value=UNKNOWN_MODALITY, label="Modality", scale=2, elem_id="lab-modality")
                         methods = gr.CheckboxGroup(
-                            [(method_title(m), m) for m in lab.method_names()],
+                            [(method_title(m), m) for m in services.pool.method_names()],
                             value=method_names(),
                             label="Methods (LoRA appears when an adapter exists)",
                         )
-                        backend = gr.Dropdown(lab.backend_names(), value=lab.backend, label="Backend")
-                        backend_note = gr.Markdown(ui_render.backend_note(lab.backend), elem_id="lab-backend-note")
+                        backend = gr.Dropdown(services.pool.backend_names(), value=services.pool.settings.backend, label="Backend")
+                        backend_note = gr.Markdown(ui_render.backend_note(services.pool.settings.backend), elem_id="lab-backend-note")
                         run = gr.Button("Compare", variant="primary", elem_id="lab-compare")
                 examples = ui.example_rows()
                 if examples:
@@ -293,10 +296,10 @@ def build_demo(lab: Lab) -> gr.Blocks:
                 signature = gr.State("")
 
             with gr.Tab("Experiments", id="experiments") as experiments_tab:
-                build_experiments_tab(lab, experiments_tab, methods)
+                build_experiments_tab(services, experiments_tab, methods)
 
             with gr.Tab("Text prior", id="text-prior") as prior_tab:
-                build_diagnostics_tab(lab, prior_tab)
+                build_diagnostics_tab(services, prior_tab)
 
         # ---- the API, by stable names (README "API"); registered first so that no UI event takes a name
         gr.api(api.compare, api_name="compare", concurrency_id="compare", concurrency_limit=4)
@@ -382,13 +385,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def make_lab(args: argparse.Namespace) -> Lab:
-    """The Lab the command line describes."""
+def make_services(args: argparse.Namespace) -> Services:
+    """The services the command line describes."""
     db = args.db or default_db()
     kwargs = dict(key_value(text) for text in args.backend_arg)
     if args.model:
         kwargs["model_id"] = args.model
-    return Lab(
+    return Services.build(Settings(
         db_path=db,
         data_dir=args.data_dir or os.path.dirname(os.path.abspath(db)),
         backend=args.backend,
@@ -396,14 +399,14 @@ def make_lab(args: argparse.Namespace) -> Lab:
         adapters_dir=args.adapters_dir,
         examples_path=DEMO_ITEMS if os.path.isfile(DEMO_ITEMS) else None,
         max_seconds=args.max_seconds,
-    )
+    ))
 
 
-def _preload(lab: Lab) -> None:
+def _preload(services: Services) -> None:
     try:
-        lab.warm()
+        services.pool.warm()
     except Exception:  # the first request shows the same error to the user; the server keeps running
-        logging.getLogger(__name__).exception("could not preload backend %s", lab.backend)
+        logging.getLogger(__name__).exception("could not preload backend %s", services.pool.settings.backend)
 
 
 def setup_logging(debug: bool = False) -> None:
@@ -418,20 +421,20 @@ def setup_logging(debug: bool = False) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging(args.debug)
-    lab = make_lab(args)
-    for problem in lab.check():
+    services = make_services(args)
+    for problem in services.pool.check():
         print(f"warning: {problem} (the app shows this too)", file=sys.stderr)
-    os.makedirs(lab.exports_dir, exist_ok=True)
+    os.makedirs(services.pool.exports_dir, exist_ok=True)
     if not args.no_preload:
-        threading.Thread(target=_preload, args=(lab,), daemon=True).start()
-    demo = build_demo(lab)
+        threading.Thread(target=_preload, args=(services,), daemon=True).start()
+    demo = build_demo(services)
     demo.queue(default_concurrency_limit=2).launch(
         server_name=args.host,
         server_port=args.port,
         share=args.share,
         auth=[tuple(a.split(":", 1)) for a in args.auth] or None,
         # served files: the example clips and the exports folder; never the database or other uploads
-        allowed_paths=[DEMO_CLIPS, lab.exports_dir],
+        allowed_paths=[DEMO_CLIPS, services.pool.exports_dir],
         max_file_size=MAX_FILE_SIZE,
         theme=gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
         css=CSS,

@@ -1,7 +1,7 @@
 """The metrics report: stored runs -> outcomes -> bootstrap figures -> table rows, and the one declaration of its columns.
 
 Outcomes come from the store only (store.run_outcomes: the parser's, or human verdicts over them). The CLI
-table (tables.format_table), the JSON / CSV exports and the dashboard (Lab.metrics, ui_render) all render
+table (tables.format_table), the JSON / CSV exports and the dashboard (DashboardService.metrics, ui_render) all render
 the rows built here, through COLUMNS.
 """
 from __future__ import annotations

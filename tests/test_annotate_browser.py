@@ -10,7 +10,8 @@ import soundfile as sf
 from annotations import store
 from annotations.db import open_db
 from reliability.audio import SAMPLE_RATE
-from reliability.lab import HUMAN_MODE, VERDICT_MODE, Lab
+from reliability.services import Services, Settings
+from reliability.services.labelling import HUMAN_MODE, VERDICT_MODE
 from reliability.types import Answer, Decoding, Item, Judgement, Outcome
 from test_app_browser import TIMEOUT_MS, VIEWPORT, browser  # noqa: F401 (the fixture)
 from test_app_api import running_app
@@ -103,7 +104,7 @@ def test_two_annotators_make_a_blind_balanced_human_baseline(browser, tmp_path):
         wait_progress(alice, "30 labelled by alice")
         answers = human_answers(db, "alice")
         assert len(answers) == 30 and set(answers.values()) == {OPTIONS[0]}
-        order = Lab(str(db), str(tmp_path)).queue("alice", HUMAN_MODE, "mmau").tasks
+        order = Services.build(Settings(str(db), str(tmp_path))).labels.queue("alice", HUMAN_MODE, "mmau").tasks
         assert set(answers) == {t.item.id for t in order[:30]}  # the first 30 of her queue
         counts = {m: sum(modality[i] == m for i in answers) for m in MODALITIES}
         assert counts == {m: 10 for m in MODALITIES}, counts  # import order was 20 sound first

@@ -20,7 +20,7 @@ import pytest
 import soundfile as sf
 
 from reliability.audio import SAMPLE_RATE
-from reliability.lab import Lab
+from reliability.services import Services, Settings
 from reliability.types import Request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -107,11 +107,11 @@ def seed_lab(db: os.PathLike, data_dir: os.PathLike, n_items: int = 24, methods:
     choices = ["a tone", "street noise", "a voice", "a piano"]
     questions = {f"Seed question {i}: what is heard?": i % len(choices) for i in range(n_items)}
     keys = {q: ("ABCD"[k], "ABCD"[(k + 1) % 4]) for q, k in questions.items()}
-    lab = Lab(os.fspath(db), os.fspath(data_dir), backend="scripted", backend_kwargs={"responder": seeded_responder(keys)})
+    services = Services.build(Settings(os.fspath(db), os.fspath(data_dir), backend="scripted", backend_kwargs={"responder": seeded_responder(keys)}))
     answer_ids = []
     for i, (question, key) in enumerate(questions.items()):
         modality = ("sound", "music", "speech")[i % 3]
-        for result in lab.compare(clip, question, choices, choices[key], list(methods), modality=modality):
+        for result in services.compare.compare(clip, question, choices, choices[key], list(methods), modality=modality):
             assert result.error is None, result.error
             answer_ids.append(result.answer_id)
     return answer_ids
@@ -238,7 +238,7 @@ def test_a_read_only_database_is_reported_and_the_server_keeps_serving(tmp_path,
     from gradio_client.exceptions import AppError
 
     db = tmp_path / "lab.db"
-    Lab(str(db), str(tmp_path)).db()  # create it, then make it read-only
+    Services.build(Settings(str(db), str(tmp_path))).pool.db()  # create it, then make it read-only
     db.chmod(0o444)
     try:
         with running_app(db) as url:

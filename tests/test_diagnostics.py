@@ -315,15 +315,16 @@ def test_run_diagnostics_on_items_without_audio_reports_the_no_audio_figures():
 def test_text_prior_tab_shows_stored_runs(tmp_path):
     from reliability.diagnostics.runs import run_diagnostics
     from reliability.ui.diagnostics_tab import DiagnosticsHandlers
-    from reliability.lab import HUMAN, Lab
+    from reliability.services import Services, Settings
+    from reliability.services.dashboard import HUMAN
 
     path = tmp_path / "segments.wav"
     sf.write(path, segmented_samples(), SAMPLE_RATE, subtype="FLOAT")
-    lab = Lab(db_path=str(tmp_path / "lab.db"), data_dir=str(tmp_path / "data"))
+    services = Services.build(Settings(db_path=str(tmp_path / "lab.db"), data_dir=str(tmp_path / "data")))
     items = make_items("diag", str(path))
-    store.upsert_dataset(lab.db(), "diag", [store.StoredItem(item) for item in items])
-    run_diagnostics(lab.db(), ScriptedBackend(responder=respond), items, METHODS, [FULL, NONE, "n2_chunk1", "n2_chunk2"])
-    ui = DiagnosticsHandlers(lab)
+    store.upsert_dataset(services.pool.db(), "diag", [store.StoredItem(item) for item in items])
+    run_diagnostics(services.pool.db(), ScriptedBackend(responder=respond), items, METHODS, [FULL, NONE, "n2_chunk1", "n2_chunk2"])
+    ui = DiagnosticsHandlers(services)
     dataset, backend = ui.choices(None, None)
     assert dataset["value"] == "diag" and backend["choices"] == ["scripted"]
     method, summary, categories, retention, humility = ui.refresh("diag", None, None, HUMAN)

@@ -199,17 +199,17 @@ def test_cli_flags_map_to_every_config_field(cli, capsys):
 def test_the_experiments_tab_trains_and_shows_the_adapter(tmp_path):
     gr = pytest.importorskip("gradio")
     from reliability.ui.experiments_tab import ExperimentHandlers, build_experiments_tab
-    from reliability.lab import Lab
+    from reliability.services import Services, Settings
 
-    lab = Lab(db_path=str(tmp_path / "lab.db"), data_dir=str(tmp_path), backend="cascade", adapters_dir=str(tmp_path / "adapters"))
-    engine, tiny = lab.get_backend("cascade"), tiny_cascade()  # the tiny text model stands in for the real one
+    services = Services.build(Settings(db_path=str(tmp_path / "lab.db"), data_dir=str(tmp_path), backend="cascade", adapters_dir=str(tmp_path / "adapters")))
+    engine, tiny = services.pool.get_backend("cascade"), tiny_cascade()  # the tiny text model stands in for the real one
     engine.text_model, engine.tokenizer, engine.evidence = tiny.text_model, tiny.tokenizer, tiny.evidence
     items = [Item(f"m{i}", f"Which music, number {i}?", ("a dog", "a cat"), "a dog", "music", None, "toy") for i in range(2)]
-    store.upsert_dataset(lab.db(), "toy", [store.StoredItem(i) for i in items])
+    store.upsert_dataset(services.pool.db(), "toy", [store.StoredItem(i) for i in items])
     with gr.Blocks():
         with gr.Tab("Experiments") as tab:
-            build_experiments_tab(lab, tab)
-    ui = ExperimentHandlers(lab)
+            build_experiments_tab(services, tab)
+    ui = ExperimentHandlers(services)
     settings = ["toy", "cascade", "none", 0, 0.0, "(all)", 2, 1, 1.0, 0.9, 2, 8, 1e-2, 1, 1, "2, 8"]
     progress = []
     status, figure, ratios = ui.build(*settings, progress=lambda value, desc="": progress.append(desc))

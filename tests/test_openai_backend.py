@@ -206,15 +206,15 @@ def test_n_samples_come_back_from_one_request(tiny_server):
 
 
 def test_the_app_menu_offers_openai_only_when_the_command_line_gives_it(tmp_path):
-    from app import make_lab, parse_args
+    from app import make_services, parse_args
 
-    chosen = make_lab(parse_args(["--backend", "openai", "--backend-arg", "base_url=http://127.0.0.1:8000/v1", "--db", str(tmp_path / "a.db")]))
-    assert chosen.backend_names()[0] == "openai" and chosen.backend_kwargs == {"base_url": "http://127.0.0.1:8000/v1"}
-    assert "openai" not in make_lab(parse_args(["--db", str(tmp_path / "b.db")])).backend_names()
+    chosen = make_services(parse_args(["--backend", "openai", "--backend-arg", "base_url=http://127.0.0.1:8000/v1", "--db", str(tmp_path / "a.db")])).pool
+    assert chosen.backend_names()[0] == "openai" and chosen.settings.backend_kwargs == {"base_url": "http://127.0.0.1:8000/v1"}
+    assert "openai" not in make_services(parse_args(["--db", str(tmp_path / "b.db")])).pool.backend_names()
 
 
 def test_an_answer_without_a_confidence_says_why_on_its_card():
-    from reliability.lab import MethodResult
+    from reliability.services.compare import MethodResult
     from reliability.ui.render import result_cards
 
     why = "no option log-probabilities from m: the server returned none"

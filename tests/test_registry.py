@@ -10,7 +10,7 @@ from annotations import store
 from annotations.db import open_db
 from reliability.cli.main import main
 from reliability.errors import UnknownNameError
-from reliability.lab import Lab
+from reliability.services import Services, Settings
 from reliability.methods import METHODS, SinglePrompt, get_method, method_names, register_method
 from reliability.types import Request
 from reliability.ui.handlers import Api
@@ -85,14 +85,14 @@ def test_the_cli_lists_runs_and_stores_a_registered_method(echo, tmp_path, tone_
 def test_the_app_and_its_api_offer_and_run_a_registered_method(echo, tmp_path, tone_wav):
     from app import build_demo
 
-    lab = Lab(str(tmp_path / "lab.db"), str(tmp_path / "data"), backend="scripted", backend_kwargs={"responder": reply})
-    assert lab.method_names()[-1] == ECHO
+    services = Services.build(Settings(str(tmp_path / "lab.db"), str(tmp_path / "data"), backend="scripted", backend_kwargs={"responder": reply}))
+    assert services.pool.method_names()[-1] == ECHO
 
-    demo = build_demo(lab)
+    demo = build_demo(services)
     [menu] = [b for b in demo.blocks.values() if isinstance(b, gr.CheckboxGroup) and b.label.startswith("Methods")]
     assert ("Echo (test)", ECHO) in menu.choices and ECHO in menu.value
 
-    *_, results = Api(lab).compare({"path": str(tone_wav)}, "What is heard?", OPTIONS, OPTIONS[1])
+    *_, results = Api(services).compare({"path": str(tone_wav)}, "What is heard?", OPTIONS, OPTIONS[1])
     by_method = {r["method"]: r for r in results}
     assert list(by_method) == method_names()
     assert by_method[ECHO]["choice"] == OPTIONS[1] and by_method[ECHO]["outcome"] == "correct"

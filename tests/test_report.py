@@ -13,7 +13,8 @@ from reliability import metrics, report
 from reliability.ui import render as ui_render
 from reliability.cli.main import main
 from reliability.datasets import import_dataset
-from reliability.lab import Dashboard, DashboardFilters, Lab
+from reliability.services import Services, Settings
+from reliability.services.dashboard import Dashboard, DashboardFilters
 from reliability.types import Answer, Decoding, Judgement, Outcome
 
 RECORDS = [
@@ -78,8 +79,8 @@ def test_the_dashboard_and_the_cli_render_the_same_report(db_path, tmp_path):
     db = open_db(db_path)
     run = next(r for r in store.list_runs(db, "toy") if r.method == "idk")
     store.add_label(db, store.content_id(run.id, "id-1"), "ann", "idk")
-    lab = Lab(db_path, str(tmp_path / "data"), backend="scripted", n_boot=20)
-    board = {(r["method"], r["group"]): r for r in lab.metrics(DashboardFilters(dataset="toy")).rows}
+    services = Services.build(Settings(db_path, str(tmp_path / "data"), backend="scripted", n_boot=20))
+    board = {(r["method"], r["group"]): r for r in services.dashboard.metrics(DashboardFilters(dataset="toy")).rows}
     cli = {(r["method"], r["group"]): r for r in report.metrics_rows(db, "toy", n_boot=20)}
     assert board.keys() == cli.keys()
     for key, row in cli.items():

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from reliability.ui import render as ui_render
-from reliability.lab import Dashboard, DashboardFilters
+from reliability.services.dashboard import Dashboard, DashboardFilters
 from reliability.report import COLUMNS, HIGHER, LOWER, MMAU_ACC, NONE, PERCENT, counted_outcomes, metrics_table
 from reliability.tables import format_table, table_cells, table_headers
 from reliability.types import Outcome

@@ -8,11 +8,10 @@ from typing import Any
 
 import gradio as gr
 
-from annotations import store
 from reliability.diagnostics import plots as diagnostic_plots
-from reliability.diagnostics.runs import load_report
 from reliability.diagnostics.measures import build_report, format_report
-from reliability.lab import HUMAN, Lab
+from reliability.services import Services
+from reliability.services.dashboard import HUMAN
 from reliability.ui.handlers import SOURCES, user_errors
 
 HELP = (
@@ -31,14 +30,12 @@ NO_RUNS = (
 class DiagnosticsHandlers:
     """Handlers of the Text prior tab."""
 
-    def __init__(self, lab: Lab):
-        self.lab = lab
+    def __init__(self, services: Services):
+        self.services = services
 
     def choices(self, dataset: str | None, backend: str | None) -> tuple[Any, Any]:
         """Dataset and backend dropdowns from the stored runs; current picks stay while they exist."""
-        runs = store.list_runs(self.lab.db())
-        datasets = list(dict.fromkeys(r.dataset for r in reversed(runs)))
-        backends = sorted({r.backend for r in runs if r.dataset == (dataset or next(iter(datasets), None))})
+        datasets, backends = self.services.catalog.run_choices(dataset)
         return (
             gr.update(choices=datasets, value=dataset if dataset in datasets else next(iter(datasets), None)),
             gr.update(choices=backends, value=backend if backend in backends else None),
@@ -47,7 +44,7 @@ class DiagnosticsHandlers:
     @user_errors
     def refresh(self, dataset: str | None, backend: str | None, method: str | None, source: str) -> tuple:
         """Method dropdown, the report as text, category bars, retention, no-audio humility."""
-        report = load_report(self.lab.db(), dataset, backend or None, human=source == HUMAN) if dataset else build_report({}, {})
+        report = self.services.diagnostics.report(dataset, backend or None, human=source == HUMAN) if dataset else build_report({}, {})
         method = method if method in report.methods else (report.reference or None)
         return (
             gr.update(choices=list(report.methods), value=method),
@@ -58,9 +55,9 @@ class DiagnosticsHandlers:
         )
 
 
-def build_diagnostics_tab(lab: Lab, tab: gr.Tab | None = None) -> None:
+def build_diagnostics_tab(services: Services, tab: gr.Tab | None = None) -> None:
     """Lay out and wire the tab inside the caller's `gr.Tab` (passed as `tab`, selecting it loads the stored runs)."""
-    ui = DiagnosticsHandlers(lab)
+    ui = DiagnosticsHandlers(services)
     empty = ui.refresh(None, None, None, HUMAN)
     private = {"api_visibility": "private"}
     gr.Markdown(HELP)

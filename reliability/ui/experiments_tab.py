@@ -1,14 +1,13 @@
 """The app's Experiments tab: build a K@N IDK dataset, train a LoRA adapter and compare it, run the alpha sweep and the transfer matrix.
 
-`ExperimentHandlers` holds the event handlers (plain methods over a Lab, testable without a browser);
-`build_experiments_tab(lab, methods_box)` lays the tab out inside the caller's `gr.Tab` and wires it.
+`ExperimentHandlers` holds the event handlers (plain methods over the services, testable without a browser);
+`build_experiments_tab(services, tab, methods_box)` lays the tab out inside the caller's `gr.Tab` and wires it.
 One experiment runs at a time per app; while it trains or evaluates it holds the backend's model lock,
 so Compare requests on that backend wait instead of answering with a half-trained adapter.
 """
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -16,18 +15,16 @@ from typing import Any
 import gradio as gr
 import plotly.graph_objects as go
 
-from annotations import store
+from reliability.services import Services
 from reliability.training import plots as experiment_plots
 from reliability.training import experiments
-from reliability.training.adapters import list_adapters
-from reliability.training.idk_dataset import FULL, NONE, SamplingConfig, format_ratios, idk_ratios, sample_items, samples_path
-from reliability.lab import Lab
+from reliability.training.config import TrainConfig
+from reliability.training.idk_dataset import FULL, NONE, SamplingConfig, format_ratios, idk_ratios
 from reliability.types import MODALITIES
 from reliability.ui.handlers import user_errors
 from reliability.ui.render import method_title
 
 ALL = "(all)"
-SAMPLES_FOLDER = "idk-samples"  # under the app's data folder
 CONDITIONS = [("with the clip", FULL), ("no audio (text only)", NONE)]
 NO_DATASET = "none yet: python -m reliability import dataset reliability/data/mmau-test-mini.json"
 NO_RESULTS = (
@@ -41,14 +38,14 @@ ADAPTER_HEADERS = ["method", "status", "base model", "K@N", "trained on", "examp
 class ExperimentHandlers:
     """Handlers of the Experiments tab. Settings arrive as one list of values (see `settings_inputs`)."""
 
-    def __init__(self, lab: Lab):
-        self.lab = lab
+    def __init__(self, services: Services):
+        self.services = services
         self.stop_event = threading.Event()
         self._busy = threading.Lock()  # one experiment at a time: they share the model and the adapter folder
 
     def datasets(self, current: str | None) -> Any:
         """The dataset dropdown's choices from the notebook; the current pick stays when it still exists."""
-        names = [d["name"] for d in store.list_datasets(self.lab.db())]
+        names = self.services.catalog.dataset_names()
         info = None if names else NO_DATASET
         return gr.update(choices=names, value=current if current in names else (names[0] if names else None), info=info)
 
@@ -56,7 +53,7 @@ class ExperimentHandlers:
         """Saved adapters with what their cards say, for the tab's table."""
         headers = ADAPTER_HEADERS
         rows = []
-        for a in list_adapters(self.lab.adapters_dir) if self.lab.adapters_dir else []:
+        for a in self.services.pool.saved_adapters():
             card, data = a.card, a.card.get("dataset", {})
             rows.append([
                 a.method, card.get("status", "no card"), card.get("base", {}).get("model_id", ""),
@@ -75,10 +72,7 @@ class ExperimentHandlers:
         """Sample N answers per training item and show the IDK ratio of every K@N per modality."""
         config, sampling, _, backend = self._settings(values)
         with self._running(backend):
-            train, _, _ = experiments.split_items(self.lab.db(), config)
-            engine = self.lab.get_backend(backend)
-            path = samples_path(self._samples_dir(), config.dataset, engine, sampling)
-            result = sample_items(engine, train, sampling, path, self._progress(progress))
+            result, path = self.services.experiments.sample(config, sampling, backend, self._progress(progress))
         ratios = idk_ratios(result.records)
         status = (
             f"**{len(result.records)} items** sampled {sampling.n}× on {backend} ({result.sampled} now, the rest from {path.name}); "
@@ -108,13 +102,10 @@ class ExperimentHandlers:
 
     def _run(self, experiment, values, progress) -> experiments.ExperimentResult:
         config, sampling, training, backend = self._settings(values)
-        if not self.lab.adapters_dir:
+        if not self.services.pool.settings.adapters_dir:
             raise gr.Error("The app has no adapters folder (start it with --adapters DIR).")
         with self._running(backend):
-            return experiment(
-                self.lab.db(), self.lab.get_backend(backend), config, sampling, training, self.lab.adapters_dir,
-                self._samples_dir(), self._progress(progress), self.stop_event,
-            )
+            return self.services.experiments.run(experiment, config, sampling, training, backend, self._progress(progress), self.stop_event)
 
     @contextlib.contextmanager
     def _running(self, backend: str) -> Iterator[None]:
@@ -123,15 +114,13 @@ class ExperimentHandlers:
             raise gr.Error("An experiment is already running in this app; wait for it or stop it.")
         try:
             self.stop_event.clear()
-            with self.lab.model_lock(backend):
+            with self.services.pool.model_lock(backend):
                 yield
         finally:
             self._busy.release()
 
     def _settings(self, values):
         """(ExperimentConfig, SamplingConfig, TrainConfig, backend name) from the settings components' values."""
-        from reliability.training.config import TrainConfig
-
         (dataset, backend, condition, limit, holdout, modality, n, k, temperature, top_p,
          rank, alpha, learning_rate, epochs, grad_accum, alphas) = values
         if not dataset:
@@ -146,10 +135,7 @@ class ExperimentHandlers:
             training = TrainConfig(rank=int(rank), alpha=float(alpha), learning_rate=float(learning_rate), epochs=int(epochs), grad_accum=int(grad_accum))
         except ValueError as exc:
             raise gr.Error(str(exc)) from exc
-        return config, sampling, training, backend or self.lab.backend
-
-    def _samples_dir(self) -> str:
-        return os.path.join(self.lab.data_dir, SAMPLES_FOLDER)
+        return config, sampling, training, backend or self.services.pool.settings.backend
 
     def _progress(self, progress):
         def report(done: int, total: int, message: str) -> None:
@@ -158,7 +144,7 @@ class ExperimentHandlers:
         return report
 
     def _methods_update(self) -> Any:
-        return gr.update(choices=[(method_title(m), m) for m in self.lab.method_names()])
+        return gr.update(choices=[(method_title(m), m) for m in self.services.pool.method_names()])
 
     def _status(self, result: experiments.ExperimentResult) -> str:
         where = "on the same items it trained on (in-sample)" if result.in_sample else "on held-out items"
@@ -172,11 +158,11 @@ class ExperimentHandlers:
         return "\n".join(lines)
 
 
-def settings_inputs(lab: Lab) -> list[gr.components.Component]:
+def settings_inputs(services: Services) -> list[gr.components.Component]:
     """The tab's settings components, in the order ExperimentHandlers._settings reads them."""
     with gr.Row():
         dataset = gr.Dropdown([], label="Dataset", allow_custom_value=True, info="the list fills when the tab opens", elem_id="lab-exp-dataset")
-        backend = gr.Dropdown(lab.backend_names(), value=lab.backend, label="Backend")
+        backend = gr.Dropdown(services.pool.backend_names(), value=services.pool.settings.backend, label="Backend")
         condition = gr.Radio(CONDITIONS, value=FULL, label="Audio")
         limit = gr.Number(0, precision=0, label="First N items (0: all)")
         holdout = gr.Slider(0, 0.9, value=0, step=0.05, label="Held out for evaluation (0: evaluate in-sample)")
@@ -195,20 +181,20 @@ def settings_inputs(lab: Lab) -> list[gr.components.Component]:
     return [dataset, backend, condition, limit, holdout, modality, n, k, temperature, top_p, rank, alpha, learning_rate, epochs, grad_accum, alphas]
 
 
-def build_experiments_tab(lab: Lab, tab: gr.Tab, methods_box: gr.CheckboxGroup | None = None) -> ExperimentHandlers:
+def build_experiments_tab(services: Services, tab: gr.Tab, methods_box: gr.CheckboxGroup | None = None) -> ExperimentHandlers:
     """Lay out and wire the tab inside the caller's `with gr.Tab(...) as tab:`.
 
     Selecting the tab refreshes its dataset list and adapter table; `methods_box` (the Compare tab's
     method list) receives every new adapter as a method.
     """
-    ui = ExperimentHandlers(lab)
+    ui = ExperimentHandlers(services)
     private = {"api_visibility": "private"}
     gr.Markdown(
         "Build the model-specific **IDK dataset** (each item answered N times; the target is the answer when at least K "
         "are correct, else \"I don't know\"), train a **LoRA** adapter on it, and compare it with the baseline. "
         "Adapters appear as `lora:<name>` methods in Compare and on the Dashboard."
     )
-    settings = settings_inputs(lab)
+    settings = settings_inputs(services)
     with gr.Row():
         build = gr.Button("1 · Build IDK dataset")
         train = gr.Button("2 · Train adapter and compare", variant="primary")

@@ -1,4 +1,4 @@
-"""Gradio handlers of the lab app and its API endpoints: plain methods over a Lab, testable without a browser.
+"""Gradio handlers of the lab app and its API endpoints: plain methods over the services, testable without a browser.
 
 `Handlers` serves the three tabs (each method takes the inputs of one event and returns its outputs);
 `Api` holds the endpoints a gradio_client calls by name (compare, label, human_answer, queue, metrics),
@@ -12,7 +12,6 @@ import hashlib
 import inspect
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,15 +21,15 @@ import numpy as np
 import plotly.graph_objects as go
 from gradio.data_classes import FileData
 
-from annotations.store import IDK_CHOICE, VIA_API, VIA_COMPARE, VIA_VERDICT
 from reliability.ui import render as ui_render
 from reliability.audio import SAMPLE_RATE, load_audio
 from reliability.errors import AudioError, ItemError, ReliabilityError
 from reliability.exports import export_table
-from reliability.lab import (
-    HUMAN, HUMAN_MODE, LAB_DATASET, PARSER, UNKNOWN_MODALITY, VERDICT_MODE, DashboardFilters, Lab, MethodResult, Waiting, modality_counts,
-)
 from reliability.methods import method_names
+from reliability.services import Services
+from reliability.services.compare import LAB_DATASET, UNKNOWN_MODALITY, MethodResult, Waiting
+from reliability.services.dashboard import HUMAN, PARSER, DashboardFilters
+from reliability.services.labelling import HUMAN_MODE, IDK_CHOICE, VERDICT_MODE, VIA_API, VIA_COMPARE, VIA_VERDICT, modality_counts
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +58,6 @@ def user_errors(fn: Callable) -> Callable:
     def translate(exc: Exception) -> gr.Error:
         if isinstance(exc, ReliabilityError):
             return quiet(gr.Error(str(exc)))
-        if isinstance(exc, sqlite3.Error):
-            return quiet(gr.Error(f"the lab database refused: {exc}"))
         log.exception("unexpected error in %s", fn.__qualname__)
         return gr.Error(f"internal error ({type(exc).__name__}); the server log has the details", print_exception=False)
 
@@ -116,12 +113,12 @@ def clip_view(path: str | None, title: str = "") -> tuple[tuple[int, np.ndarray]
 class Handlers:
     """Event handlers of the three tabs."""
 
-    def __init__(self, lab: Lab):
-        self.lab = lab
+    def __init__(self, services: Services):
+        self.services = services
 
     def health(self) -> Any:
         """On page load: a visible banner (and a warning toast) when the lab database cannot be used."""
-        problems = self.lab.check()
+        problems = self.services.pool.check()
         for problem in problems:
             gr.Warning(problem)
         return gr.update(value="  \n".join(f"**The lab notebook cannot be used:** {p}" for p in problems), visible=bool(problems))
@@ -132,7 +129,7 @@ class Handlers:
         """Rows for gr.Examples: audio, question, options (one per line), answer key, modality."""
         return [
             [e["audio"], e["question"], "\n".join(e["choices"]), e["answer"] or "", e["modality"]]
-            for e in self.lab.examples()
+            for e in self.services.compare.examples()
         ]
 
     def preview(self, audio_path: str | None) -> go.Figure:
@@ -148,15 +145,15 @@ class Handlers:
         """Run the selected methods; yields (status, result cards, raw results) after each method finishes."""
         choices = options_list(options)
         methods = [m for m in (methods or []) if m]
-        backend = backend or self.lab.backend
+        backend = backend or self.services.pool.settings.backend
         start = time.perf_counter()
-        stream = self.lab.compare(audio_path, question, choices, answer, methods, backend, modality or UNKNOWN_MODALITY, report_waits=True)
+        stream = self.services.compare.compare(audio_path, question, choices, answer, methods, backend, modality or UNKNOWN_MODALITY, report_waits=True)
         if choices and not (answer or "").strip():
             gr.Warning("Options without an answer key: the answers are parsed and shown, but not judged correct or wrong.")
         elif not choices:
             gr.Info("No options: an open question. The answers are shown; only an abstention can be recognised.")
         results: dict[str, MethodResult] = {}
-        loading = "" if self.lab.is_warm(backend) else " The first answer also loads the model (up to a minute on a CPU)."
+        loading = "" if self.services.pool.is_warm(backend) else " The first answer also loads the model (up to a minute on a CPU)."
         status = f"Asking {len(methods)} method(s) on **{backend}**…{loading}"
         yield status, ui_render.result_cards(methods, results, methods[0]), []
         for result in stream:
@@ -195,7 +192,7 @@ class Handlers:
     ) -> tuple:
         """Load the annotator's queue under the filters and open it where they stopped."""
         annotator = annotator_name(typed, request)
-        queue = self.lab.queue(
+        queue = self.services.labels.queue(
             annotator, mode, _value(dataset), _value(modality), _value(method), bool(unsure), bool(unlabelled)
         )
         state = {
@@ -223,7 +220,7 @@ class Handlers:
 
     def verdict(self, state: dict | None, verdict: str) -> tuple:
         """Store the annotator's verdict on the current answer and go to the next unlabelled one."""
-        return self._label(state, VERDICT_MODE, lambda task: (verdict, lambda: self.lab.label(task.answer_id, state["annotator"], verdict)))
+        return self._label(state, VERDICT_MODE, lambda task: (verdict, lambda: self.services.labels.label(task.answer_id, state["annotator"], verdict)))
 
     def choose(self, state: dict | None, index: int) -> tuple:
         """Store the annotator's own answer (option `index`, or -1 for "I don't know") and go on."""
@@ -232,7 +229,7 @@ class Handlers:
             if index >= len(task.item.choices):
                 raise ItemError(f"this item has no option {index + 1}")
             choice = None if index < 0 else task.item.choices[index]
-            return choice or IDK_CHOICE, lambda: self.lab.human_answer(task.item.dataset, task.item.id, state["annotator"], choice)
+            return choice or IDK_CHOICE, lambda: self.services.labels.human_answer(task.item.dataset, task.item.id, state["annotator"], choice)
 
         return self._label(state, HUMAN_MODE, pick)
 
@@ -289,7 +286,7 @@ class Handlers:
         name = annotator_name(typed, request)
         items = [(LAB_DATASET, r["item_id"]) for r in results or [] if r.get("key") and r.get("item_id")]
         if name and items:
-            self.lab.saw_keys(name, items, VIA_COMPARE)
+            self.services.labels.saw_keys(name, items, VIA_COMPARE)
 
     def show(self, state: dict | None) -> tuple:
         """Outputs of the annotate view: progress, audio, clip figure, task, verdict row, choice row, choice buttons."""
@@ -309,7 +306,7 @@ class Handlers:
         done = sum(t.mine is not None for t in tasks)
         if mode == VERDICT_MODE and task.item.answer is not None:
             try:
-                self.lab.saw_keys(state["annotator"], [(task.item.dataset, task.item.id)], VIA_VERDICT)
+                self.services.labels.saw_keys(state["annotator"], [(task.item.dataset, task.item.id)], VIA_VERDICT)
             except ReliabilityError as exc:  # e.g. a read-only notebook: nothing can be stored, the view still shows
                 gr.Warning(str(exc))
         audio, figure = clip_view(task.item.audio_path)
@@ -341,7 +338,7 @@ class Handlers:
     def filters(self) -> tuple:
         """Choices of every filter dropdown, from what the notebook holds now: dashboard dataset, backend,
         annotator; queue dataset, method."""
-        c = self.lab.filter_choices()
+        c = self.services.catalog.filter_choices()
         everything = [ALL]
         return (
             gr.update(choices=c["datasets"]),
@@ -355,7 +352,7 @@ class Handlers:
     def refresh(self, source: str, dataset: str, backend: str, annotator: str, normalize: str) -> tuple:
         """Every dashboard output plus a signature of the data shown: summary, plane, RGI bars, table,
         risk-coverage, agreement, dataset shown, signature."""
-        board = self.lab.metrics(_filters(source, dataset, backend, annotator, normalize))
+        board = self.services.dashboard.metrics(_filters(source, dataset, backend, annotator, normalize))
         headers, data = ui_render.table_rows(board)
         plane, rgi, curves = ui_render.dashboard_figures(board)
         return (
@@ -379,12 +376,12 @@ class Handlers:
     @user_errors
     def export(self, source: str, dataset: str, backend: str, annotator: str, normalize: str) -> list[str]:
         """Files to download: the metric table as CSV and the figures as one standalone HTML page."""
-        board = self.lab.metrics(_filters(source, dataset, backend, annotator, normalize))
+        board = self.services.dashboard.metrics(_filters(source, dataset, backend, annotator, normalize))
         if board.empty:
             raise gr.Error("Nothing to export yet: the dashboard is empty.")
-        table = self.lab.export_path(f"metrics-{board.dataset}.csv")
+        table = self.services.dashboard.export_path(f"metrics-{board.dataset}.csv")
         export_table(board.rows, table, "csv")
-        page = self.lab.export_path(f"figures-{board.dataset}.html")
+        page = self.services.dashboard.export_path(f"figures-{board.dataset}.html")
         with open(page, "w", encoding="utf-8") as f:
             f.write(ui_render.figures_page(ui_render.dashboard_figures(board), f"Reliability lab: {board.dataset}"))
         return [table, page]
@@ -393,8 +390,8 @@ class Handlers:
 class Api:
     """Endpoints for gradio_client, by stable names; every result is JSON-serialisable."""
 
-    def __init__(self, lab: Lab):
-        self.lab = lab
+    def __init__(self, services: Services):
+        self.services = services
 
     @user_errors
     def compare(
@@ -415,19 +412,19 @@ class Api:
         """
         path = _uploaded_path(audio)
         results = []
-        for result in self.lab.compare(path, question, options or [], answer, methods or method_names(), backend or None, modality):
+        for result in self.services.compare.compare(path, question, options or [], answer, methods or method_names(), backend or None, modality):
             results.append(result.as_dict())
             yield results
 
     @user_errors
     def label(self, answer_id: str, verdict: str, annotator: str = "", request: gr.Request = None) -> dict[str, Any]:
         """Store an annotator's verdict (correct / wrong / idk) on a stored answer; returns the label."""
-        return self.lab.label(answer_id, _api_annotator(annotator, request), verdict)
+        return self.services.labels.label(answer_id, _api_annotator(annotator, request), verdict)
 
     @user_errors
     def human_answer(self, dataset: str, item_id: str, choice: str, annotator: str = "", request: gr.Request = None) -> dict[str, Any]:
         """Store an annotator's own answer to an item (an option's text, or "" / "I don't know")."""
-        return self.lab.human_answer(dataset, item_id, _api_annotator(annotator, request), choice or None)
+        return self.services.labels.human_answer(dataset, item_id, _api_annotator(annotator, request), choice or None)
 
     @user_errors
     def queue(
@@ -444,20 +441,20 @@ class Api:
     ) -> dict[str, Any]:
         """The annotator's tasks under the filters: {annotator, mode, total, done (labelled by them), position (where
         to resume), tasks: the first `limit` tasks}."""
-        queue = self.lab.queue(
+        queue = self.services.labels.queue(
             _api_annotator(annotator, request), mode, dataset or None, modality or None, method or None, unsure_only, unlabelled_only
         )
         data = queue.as_dict()
         data["tasks"] = data["tasks"][: max(limit, 0)]
         if queue.mode == VERDICT_MODE:  # the client now holds these keys: no blind human answer to those items after
             keyed = [(t["dataset"], t["item_id"]) for t in data["tasks"] if t["answer_key"] is not None]
-            self.lab.saw_keys(queue.annotator, keyed, VIA_API)
+            self.services.labels.saw_keys(queue.annotator, keyed, VIA_API)
         return data
 
     @user_errors
     def metrics(self, source: str = HUMAN, dataset: str = "", backend: str = "", annotator: str = "", normalize: str = "total") -> dict[str, Any]:
         """The dashboard's data: {filters, dataset, rows, points, risk_coverage, agreement, counts}."""
-        return self.lab.metrics(_filters(source, dataset, backend, annotator, normalize)).as_dict()
+        return self.services.dashboard.metrics(_filters(source, dataset, backend, annotator, normalize)).as_dict()
 
 
 def _value(choice: str | None) -> str | None:

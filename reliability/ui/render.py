@@ -16,11 +16,13 @@ import plotly.graph_objects as go
 
 from reliability.audio import SAMPLE_RATE
 from reliability.backends import BACKEND_NOTES
-from reliability.lab import HUMAN_MODE, Dashboard, MethodResult, Task
 from reliability.methods import LORA_PREFIX, METHODS
 from reliability import plots
 from reliability.plots import TEMPLATE, empty_figure
 from reliability.prompts import IDK_REPLY, letter
+from reliability.services.compare import MethodResult
+from reliability.services.dashboard import Dashboard
+from reliability.services.labelling import HUMAN_MODE, Task
 from reliability.tables import table_cells, table_headers
 
 OUTCOME_BADGES = {"correct": "✓ correct", "wrong": "✗ wrong", "idk": "? I don't know"}

@@ -1,0 +1,169 @@
+"""What every service of a running app shares: one database connection per thread, the backends and their model locks.
+
+Its `store_errors` decorator is the services' edge: the database's own errors leave a service as StoreError,
+so the UI shows every failure of the lab as one ReliabilityError line.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import sqlite3
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+
+import sqlite_utils
+
+from annotations.db import open_db
+from reliability.backends import BACKENDS, MENU_ONLY_AS_DEFAULT, get_backend
+from reliability.backends.base import Backend
+from reliability.errors import BackendError, ReliabilityError, StoreError
+from reliability.methods import LORA_PREFIX, method_names
+from reliability.services.settings import Settings
+from reliability.training.adapters import AdapterInfo, list_adapters
+
+
+def store_errors(fn: Callable) -> Callable:
+    """Raise the database's errors (sqlite3.Error) out of `fn` as StoreError; a generator's too, as it runs."""
+
+    def refused(exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"the lab database refused: {exc}")
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def generator(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except sqlite3.Error as exc:
+                raise refused(exc) from exc
+
+        return generator
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.Error as exc:
+            raise refused(exc) from exc
+
+    return call
+
+
+class ModelGate:
+    """A backend's model lock that counts the requests holding or waiting for it, so a waiting user can be told."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self.queued = 0  # requests holding the lock or waiting for it
+
+    def join(self, delta: int) -> None:
+        """Enter (+1) or leave (-1) the line."""
+        with self._count_lock:
+            self.queued += delta
+
+    def acquire(self, timeout: float = -1) -> bool:
+        return self._lock.acquire(timeout=timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> ModelGate:
+        self.join(1)
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+        self.join(-1)
+
+
+class Pool:
+    """The connections, backends and folders one running app shares between its users and services."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._local = threading.local()  # sqlite3 connections may not cross threads
+        self._backends: dict[str, Backend] = {}
+        self._build_lock = threading.Lock()
+        # one model call at a time per backend: a LoRA method switches the shared model's adapter
+        self._model_locks: dict[str, ModelGate] = defaultdict(ModelGate)
+        self._warm: set[str] = set()
+
+    @property
+    def uploads_dir(self) -> str:
+        return os.path.join(self.settings.data_dir, "uploads")
+
+    @property
+    def exports_dir(self) -> str:
+        return os.path.join(self.settings.data_dir, "exports")
+
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection to the lab database (opened and migrated on first use)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = open_db(self.settings.db_path)
+        return db
+
+    def check(self) -> list[str]:
+        """Problems a user should see on opening the app (an unusable database), as one line each."""
+        try:
+            self.db()
+        except ReliabilityError as exc:
+            return [str(exc)]
+        return []
+
+    def backend_names(self) -> list[str]:
+        """Backends offered in the UI: the default first; scripted and openai only when they are the default."""
+        default = self.settings.backend
+        return [default] + [n for n in BACKENDS if n != default and n not in MENU_ONLY_AS_DEFAULT]
+
+    def get_backend(self, name: str | None = None) -> Backend:
+        """The backend of this name, built on first use and shared afterwards."""
+        name = name or self.settings.backend
+        with self._build_lock:
+            if name not in self._backends:
+                kwargs = self.settings.backend_kwargs if name == self.settings.backend else {}
+                try:
+                    self._backends[name] = get_backend(name, **kwargs)
+                except TypeError as exc:
+                    raise BackendError(f"backend {name!r} does not take {sorted(kwargs)}: {exc}") from exc
+                except ImportError as exc:
+                    raise BackendError(f"backend {name!r} needs a package that is not installed: {exc}") from exc
+            return self._backends[name]
+
+    def is_warm(self, name: str | None = None) -> bool:
+        """Whether the backend has answered (or loaded) already, so the next answer needs no model load."""
+        return (name or self.settings.backend) in self._warm
+
+    def mark_warm(self, name: str) -> None:
+        """Note that the backend has answered: its model is loaded."""
+        self._warm.add(name)
+
+    def warm(self, name: str | None = None) -> None:
+        """Load a backend's model now (the app does this in the background at start), where it can load eagerly."""
+        name = name or self.settings.backend
+        backend = self.get_backend(name)
+        load = getattr(backend, "load", None)
+        if callable(load):
+            load()
+        self.mark_warm(name)
+
+    def saved_adapters(self) -> list[AdapterInfo]:
+        """LoRA adapters saved in the adapters folder, with their cards ([] without an adapters folder)."""
+        return list_adapters(self.settings.adapters_dir) if self.settings.adapters_dir else []
+
+    def adapters(self) -> dict[str, str]:
+        """LoRA adapters saved in the adapters folder: name -> folder."""
+        return {a.name: a.path for a in self.saved_adapters()}
+
+    def method_names(self) -> list[str]:
+        """Every method the Compare tab offers: the built-in ones, then one per saved adapter."""
+        return [*method_names(), *(f"{LORA_PREFIX}{name}" for name in self.adapters())]
+
+    def model_lock(self, name: str | None = None) -> ModelGate:
+        """The lock held while a backend's model answers: hold it to change the model (e.g. train an adapter)
+        without a Compare request answering in between."""
+        return self._model_locks[name or self.settings.backend]
