@@ -1,7 +1,7 @@
-"""The reliability lab in the browser: layout and wiring of the Compare, Annotate and Dashboard tabs, and main().
+"""The reliability lab in the browser: the page (title, style, keyboard script, tab order), the wiring between its tabs, and main().
 
-Handlers live in reliability/ui/handlers.py and the services they call in reliability/services/; this file only lays
-out components and connects events. Run `python app.py --help` for the options.
+Each tab is laid out and wired by its own build_*_tab(services) in reliability/ui/, the API by reliability/ui/api.py,
+over the services of reliability/services/. Run `python app.py --help` for the options.
 """
 from __future__ import annotations
 
@@ -18,27 +18,24 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from reliability.training.adapters import default_adapters_dir
 from reliability.backends import BACKENDS, DEFAULT_BACKEND
-from reliability.ui.diagnostics_tab import build_diagnostics_tab
-from reliability.ui.experiments_tab import build_experiments_tab
-from reliability.methods import method_names
 from reliability.options import key_value
 from reliability.paths import default_db
 from reliability.services import Services, Settings
-from reliability.services.compare import MODALITY_CHOICES, UNKNOWN_MODALITY
-from reliability.services.dashboard import HUMAN
-from reliability.services.labelling import VERDICT_MODE
-from reliability.ui.handlers import ALL, MAX_CHOICES, MODES, NORMALIZE, SOURCES, VERDICTS, Api, Handlers
-from reliability.ui import render as ui_render
-from reliability.ui.render import method_title
+from reliability.training.adapters import default_adapters_dir
+from reliability.ui.api import register_api
+from reliability.ui.compare_tab import build_compare_tab
+from reliability.ui.dashboard_tab import build_dashboard_tab
+from reliability.ui.diagnostics_tab import build_diagnostics_tab
+from reliability.ui.experiments_tab import build_experiments_tab
+from reliability.ui.handlers import PRIVATE, health
+from reliability.ui.label_tab import MAX_CHOICES, build_label_tab
 
 TITLE = "Audio-LLM reliability lab"
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEMO_ITEMS = os.path.join(REPO, "demo", "items.json")
 DEMO_CLIPS = os.path.join(REPO, "demo", "clips")
 MAX_FILE_SIZE = "50mb"  # larger uploads are refused by Gradio before they reach the lab
-DASHBOARD_SECONDS = 5.0  # the open dashboard re-reads the notebook this often
 NAME_KEY = "reliability-lab-annotator"  # localStorage key of the annotator's name
 # The name is not a secret; a fixed key lets the browser's saved name survive a server restart.
 NAME_SECRET = "reliability-lab-annotator-name"
@@ -48,12 +45,6 @@ INTRO = (
     "Does the model know when to say **\"I don't know\"**? Ask a clip with the baseline and the reliability "
     "methods of *Towards Reliable Large Audio Language Model* (ACL 2025), judge the answers, and watch the "
     "conservatism–humility trade-off move."
-)
-SHORTCUTS = (
-    "**Keys** (whatever has focus, except text fields; **Esc** leaves a text field): judging: **C** correct · **W** wrong · "
-    "**I** abstained · answering yourself: **A–I** or **1–9** pick that option · **0** (or **I** without a 9th option) "
-    "I don't know · both: **Space / P** play or pause · **R** replay · **→ / J** next · **← / K** previous. "
-    "Every press is stored in order; changing a label takes its key twice."
 )
 
 CSS = """
@@ -199,161 +190,34 @@ SHORTCUTS_JS = """
 def build_demo(services: Services) -> gr.Blocks:
     """The app's Blocks, wired to `services`; constructible (and testable) without launch(). With logins (--auth)
     the annotator is the signed-in user."""
-    ui, api = Handlers(services), Api(services)
-    private = {"api_visibility": "private"}  # UI events; the API is the named endpoints at the end
     with gr.Blocks(title=TITLE) as demo:
+        register_api(services)
         gr.Markdown(INTRO)
         banner = gr.Markdown(visible=False)
         # outside the tabs: a browser state inside a tab not yet shown is not read from the browser at page load
         saved_name = gr.BrowserState("", storage_key=NAME_KEY, secret=NAME_SECRET)
         with gr.Tabs():
             with gr.Tab("Compare", id="compare") as compare_tab:
-                with gr.Row(equal_height=False):
-                    with gr.Column(scale=5):
-                        audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip (upload or record)", elem_id="lab-audio")
-                        clip_plot = gr.Plot(value=ui.preview(None), show_label=False)
-                    with gr.Column(scale=4):
-                        question = gr.Textbox(label="Question", lines=2, placeholder="e.g. What time does the museum open?", elem_id="lab-question")
-                        options = gr.Textbox(label="Options, one per line (empty: an open question)", lines=4, elem_id="lab-options")
-                        with gr.Row():
-                            answer = gr.Textbox(label="Answer key (an option's text or letter; optional)", scale=3, elem_id="lab-answer")
-                            modality = gr.Dropdown(list(MODALITY_CHOICES), value=UNKNOWN_MODALITY, label="Modality", scale=2, elem_id="lab-modality")
-                        methods = gr.CheckboxGroup(
-                            [(method_title(m), m) for m in services.pool.method_names()],
-                            value=method_names(),
-                            label="Methods (LoRA appears when an adapter exists)",
-                        )
-                        backend = gr.Dropdown(services.pool.backend_names(), value=services.pool.settings.backend, label="Backend")
-                        backend_note = gr.Markdown(ui_render.backend_note(services.pool.settings.backend), elem_id="lab-backend-note")
-                        run = gr.Button("Compare", variant="primary", elem_id="lab-compare")
-                examples = ui.example_rows()
-                if examples:
-                    gr.Examples(
-                        examples, [audio, question, options, answer, modality], label="Example clips from the repository (click to load)",
-                        examples_per_page=5, elem_id="lab-examples",
-                    )
-                status = gr.Markdown()
-                cards = gr.HTML(elem_id="lab-results")
-                with gr.Accordion("Raw results (JSON)", open=False):
-                    raw = gr.JSON(show_label=False)
-
+                compare = build_compare_tab(services)
             with gr.Tab("Annotate", id="annotate", elem_id="lab-annotate") as annotate_tab:
-                with gr.Row():
-                    annotator = gr.Textbox(label="Your name", placeholder="e.g. ana", scale=2, elem_id="lab-annotator")
-                    mode = gr.Radio(MODES, value=VERDICT_MODE, label="Mode", scale=3, elem_id="lab-mode")
-                with gr.Row():
-                    q_dataset = gr.Dropdown([ALL], value=ALL, label="Dataset", allow_custom_value=True, elem_id="lab-queue-dataset")
-                    q_modality = gr.Dropdown([ALL, *MODALITY_CHOICES], value=ALL, label="Modality")
-                    q_method = gr.Dropdown([ALL], value=ALL, label="Method", allow_custom_value=True, elem_id="lab-queue-method")
-                    with gr.Column(min_width=180):
-                        q_unsure = gr.Checkbox(label="parser unsure only")
-                        q_unlabelled = gr.Checkbox(label="not yet labelled by me")
-                    load = gr.Button("Load queue", variant="primary", elem_id="lab-load")
-                progress = gr.Markdown("Type your name and load the queue.", elem_id="lab-progress")
-                gr.HTML('<div id="lab-keys-note" aria-live="polite"></div>', padding=False)
-                with gr.Row(equal_height=False):
-                    with gr.Column(scale=5):
-                        a_audio = gr.Audio(label="Clip  [Space / P play · R replay]", type="numpy", interactive=False, elem_id="lab-a-audio")
-                        a_plot = gr.Plot(show_label=False)
-                    with gr.Column(scale=5):
-                        task = gr.HTML(elem_id="lab-task")
-                        with gr.Row() as verdict_row:
-                            verdict_buttons = [
-                                gr.Button("✓ Correct  [C]", elem_id="lab-correct"),
-                                gr.Button("✗ Wrong  [W]", elem_id="lab-wrong"),
-                                gr.Button("? Abstained  [I]", elem_id="lab-idk"),
-                            ]
-                        with gr.Column(visible=False, elem_id="lab-choices") as choice_col:
-                            choice_buttons = [gr.Button(visible=False, elem_id=f"lab-choice-{i + 1}") for i in range(MAX_CHOICES)]
-                            human_idk = gr.Button("I don't know  [0]", elem_id="lab-human-idk")
-                        with gr.Row():
-                            prev = gr.Button("← Previous  [K]", elem_id="lab-prev")
-                            nxt = gr.Button("Next  [J] →", elem_id="lab-next")
-                        gr.Markdown(SHORTCUTS)
-                queue_state = gr.State()
-
+                label = build_label_tab(services)
             with gr.Tab("Dashboard", id="dashboard") as dashboard_tab:
-                with gr.Row():
-                    d_source = gr.Radio(SOURCES, value=HUMAN, label="Outcomes from")
-                    d_dataset = gr.Dropdown([], label="Dataset", allow_custom_value=True)
-                    d_backend = gr.Dropdown([ALL], value=ALL, label="Backend", allow_custom_value=True)
-                    d_annotator = gr.Dropdown([ALL], value=ALL, label="Annotator", allow_custom_value=True)
-                    d_normalize = gr.Radio(NORMALIZE, value="total", label="ΔCon / ΔHum over")
-                    d_refresh = gr.Button("Refresh", scale=0)
-                summary = gr.Markdown(elem_id="lab-summary")
-                with gr.Row():
-                    plane = gr.Plot(show_label=False, elem_id="lab-plane")
-                    rgi = gr.Plot(show_label=False, elem_id="lab-rgi")
-                table = gr.Dataframe(elem_id="lab-table", label="Acc / Tru / Rel / Rej per method and modality, % with 95 % bootstrap intervals", interactive=False, wrap=True)
-                agreement = gr.Markdown(elem_id="lab-agreement")
-                curves = gr.Plot(show_label=False)
-                with gr.Row(equal_height=False):
-                    with gr.Column(scale=1, min_width=220):
-                        export = gr.Button("Prepare downloads")
-                        gr.Markdown("The table as CSV and the figures as one HTML page. A PNG of any figure: the camera button in its toolbar.")
-                    files = gr.File(label="Downloads", file_count="multiple", interactive=False, scale=3, height=120)
-                timer = gr.Timer(DASHBOARD_SECONDS, active=False)
-                signature = gr.State("")
-
+                dashboard = build_dashboard_tab(services, dashboard_tab, label.queue_filters)
             with gr.Tab("Experiments", id="experiments") as experiments_tab:
-                build_experiments_tab(services, experiments_tab, methods)
-
+                build_experiments_tab(services, experiments_tab, compare.methods)
             with gr.Tab("Text prior", id="text-prior") as prior_tab:
                 build_diagnostics_tab(services, prior_tab)
 
-        # ---- the API, by stable names (README "API"); registered first so that no UI event takes a name
-        gr.api(api.compare, api_name="compare", concurrency_id="compare", concurrency_limit=4)
-        gr.api(api.label, api_name="label", concurrency_id="labels", concurrency_limit=8)
-        gr.api(api.human_answer, api_name="human_answer", concurrency_id="labels", concurrency_limit=8)
-        gr.api(api.queue, api_name="queue", concurrency_limit=8)
-        gr.api(api.metrics, api_name="metrics", concurrency_id="dashboard", concurrency_limit=2)
-
-        # ---- wiring: compare
-        filter_outputs = [d_dataset, d_backend, d_annotator, q_dataset, q_method]
-        d_inputs = [d_source, d_dataset, d_backend, d_annotator, d_normalize]
-        d_outputs = [summary, plane, rgi, table, curves, agreement, d_dataset, signature]
-        refresh = dict(fn=ui.refresh, inputs=d_inputs, outputs=d_outputs, concurrency_id="dashboard", concurrency_limit=2, **private)
-        update_filters = dict(fn=ui.filters, inputs=None, outputs=filter_outputs, **private)
-
-        audio.change(ui.preview, audio, clip_plot, **private)
-        backend.change(ui_render.backend_note, backend, backend_note, **private)
-        run.click(
-            ui.compare, [audio, question, options, answer, modality, methods, backend], [status, cards, raw],
-            concurrency_id="compare", concurrency_limit=4, **private,
-        ).then(**update_filters).then(**refresh)
-
-        # ---- wiring: annotate
-        view = [progress, a_audio, a_plot, task, verdict_row, choice_col, *choice_buttons]
-        queue_inputs = [annotator, mode, q_dataset, q_modality, q_method, q_unsure, q_unlabelled]
-        load.click(ui.load_queue, queue_inputs, [queue_state, *view], **private)
-        mode.input(ui.switch_mode, queue_inputs, [queue_state, *view], **private)  # never the other mode's buttons
-        raw.change(ui.note_compare_keys, [annotator, raw], None, **private)  # who typed a key has seen it
-        # "multiple": the page's key buffer sends one press at a time and must never have one dropped as a repeat
-        presses = dict(trigger_mode="multiple", **private)
-        prev.click(functools.partial(ui.move, delta=-1), queue_state, [queue_state, *view], **presses)
-        nxt.click(functools.partial(ui.move, delta=1), queue_state, [queue_state, *view], **presses)
-        saves = [(b, functools.partial(ui.verdict, verdict=v)) for b, v in zip(verdict_buttons, VERDICTS)]
-        saves += [(b, functools.partial(ui.choose, index=i)) for i, b in enumerate(choice_buttons)]
-        saves.append((human_idk, functools.partial(ui.choose, index=-1)))
-        for button, handler in saves:
-            # labels go through one queue per browser event, concurrently across users; the open dashboard's timer
-            # shows them, so a burst of presses does not also recompute the dashboard once per press
-            button.click(handler, queue_state, [queue_state, *view], concurrency_id="labels", concurrency_limit=8, **presses)
-        annotator.change(lambda name: name, annotator, saved_name, **private)
-
-        # ---- wiring: dashboard
-        for control in (d_source, d_dataset, d_backend, d_annotator, d_normalize):
-            control.input(**refresh)  # .input: only the user's changes, not refresh's own update of d_dataset
-        d_refresh.click(**update_filters).then(**refresh)
-        timer.tick(ui.tick, [*d_inputs, signature], d_outputs, concurrency_id="dashboard", concurrency_limit=2, **private)
-        dashboard_tab.select(lambda: gr.Timer(active=True), None, timer, **private).then(**update_filters).then(**refresh)
+        # ---- between the tabs: a request fills the filters and the dashboard; whoever typed a key has seen it
+        compare.asked.then(**dashboard.update_filters).then(**dashboard.refresh)
+        compare.raw.change(label.ui.note_compare_keys, [label.annotator, compare.raw], None, **PRIVATE)
         for other in (compare_tab, annotate_tab, experiments_tab):
-            other.select(lambda: gr.Timer(active=False), None, timer, **private)
-        export.click(ui.export, d_inputs, files, **private)
+            other.select(lambda: gr.Timer(active=False), None, dashboard.timer, **PRIVATE)
+        label.annotator.change(lambda name: name, label.annotator, saved_name, **PRIVATE)
 
-        demo.load(ui.health, None, banner, **private)
-        demo.load(ui.whoami, saved_name, annotator, **private)
-        demo.load(**update_filters).then(**refresh)
+        demo.load(functools.partial(health, services), None, banner, **PRIVATE)
+        demo.load(label.ui.whoami, saved_name, label.annotator, **PRIVATE)
+        demo.load(**dashboard.update_filters).then(**dashboard.refresh)
     return demo
 
 

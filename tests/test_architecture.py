@@ -1,4 +1,5 @@
-"""Import rules of the project's modules, read from the source with ast: no cycles, and annotations/ stays below reliability/."""
+"""Import rules of the project's modules, read from the source with ast: no cycles, annotations/ stays below reliability/,
+the UI reaches the database only through the services, and the app does not lean on the CLI."""
 from __future__ import annotations
 
 import ast
@@ -9,6 +10,8 @@ PACKAGES = ("reliability", "annotations")
 SCRIPTS = ("app.py",)
 # the shared vocabulary: annotations/ may use these and nothing else of reliability/, and they use nothing of the project
 VOCABULARY = {"reliability.types", "reliability.errors"}
+# the UI calls the services (reliability/services/); the store, its database driver and their errors stay behind them
+STORE_SIDE = ("annotations", "sqlite3", "sqlite_utils")
 
 
 def module_files() -> dict[str, Path]:
@@ -41,6 +44,12 @@ def imported_names(name: str, path: Path, modules: set[str]) -> set[str]:
             for alias in node.names:
                 names.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
     return names
+
+
+def all_imports() -> dict[str, set[str]]:
+    """Project module -> every dotted name it imports, the standard library's and other packages' included."""
+    files = module_files()
+    return {name: imported_names(name, path, set(files)) for name, path in files.items()}
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -129,3 +138,19 @@ def test_the_vocabulary_modules_import_nothing_of_the_project():
     graph = import_graph()
     wrong = {name: sorted(graph[name]) for name in sorted(VOCABULARY) if graph[name]}
     assert not wrong, f"leaf modules that import project modules: {wrong}"
+
+
+def test_the_ui_reaches_the_store_only_through_the_services():
+    wrong = {
+        f"{name} imports {target}"
+        for name, targets in all_imports().items()
+        if name.startswith("reliability.ui.") or name == "reliability.ui"
+        for target in targets
+        if target.split(".")[0] in STORE_SIDE
+    }
+    assert not wrong, f"reliability/ui/ may not import {STORE_SIDE}; ask a service instead: {sorted(wrong)}"
+
+
+def test_the_app_imports_nothing_of_the_cli():
+    wrong = sorted(t for t in all_imports()["app"] if t == "reliability.cli" or t.startswith("reliability.cli."))
+    assert not wrong, f"app.py imports the CLI: {wrong}"

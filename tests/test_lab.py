@@ -15,7 +15,10 @@ from reliability.services.compare import LAB_DATASET, Waiting, resolve_key
 from reliability.services.dashboard import PARSER, DashboardFilters
 from reliability.services.labelling import HUMAN_MODE, KEY_SEEN, NO_AUDIO
 from reliability.types import Answer, Decoding, Item, Judgement, Outcome, Request
-from reliability.ui.handlers import Api, Handlers
+from reliability.ui.api import Api
+from reliability.ui.compare_tab import CompareHandlers
+from reliability.ui.dashboard_tab import DashboardHandlers
+from reliability.ui.label_tab import LabelHandlers
 from reliability.ui.render import agreement_text, audio_figure, progress_text, result_cards, summary_text, table_rows
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -217,7 +220,7 @@ def test_a_read_only_database_is_reported(tmp_path, tone_wav):
 
 def test_examples_point_at_the_repositorys_clips(tmp_path):
     services = Services.build(Settings(str(tmp_path / "lab.db"), str(tmp_path), examples_path=os.path.join(REPO, "demo", "items.json")))
-    rows = Handlers(services).example_rows()
+    rows = CompareHandlers(services).example_rows()
     assert rows and all(os.path.isfile(row[0]) for row in rows)
     assert all(row[4] in ("sound", "music", "speech") for row in rows)
 
@@ -234,7 +237,7 @@ def test_audio_figure_draws_waveform_and_spectrogram():
 
 
 def test_the_compare_handler_streams_cards_then_a_summary(services, tone_wav):
-    ui = Handlers(services)
+    ui = CompareHandlers(services)
     steps = list(ui.compare(str(tone_wav), "What is heard?", "\n".join(OPTIONS), "B", "sound", ["baseline", "idk"], "scripted"))
     first_status, first_cards, _ = steps[0]
     assert "waiting" in first_cards or "running" in first_cards
@@ -246,7 +249,7 @@ def test_the_compare_handler_streams_cards_then_a_summary(services, tone_wav):
 
 
 def test_a_user_error_is_one_warning_line_and_its_traceback_only_at_debug_level(services, tone_wav, caplog):
-    ui = Handlers(services)
+    ui = CompareHandlers(services)
     caplog.set_level("INFO", logger="reliability")
     with pytest.raises(gr.Error) as error:
         list(ui.compare(str(tone_wav), "", "a\nb", "", "sound", ["baseline"], "scripted"))
@@ -261,7 +264,7 @@ def test_a_user_error_is_one_warning_line_and_its_traceback_only_at_debug_level(
 
 def test_annotating_by_handler_saves_and_moves_on(services, tone_wav):
     ask(services, tone_wav, methods=["baseline", "idk"])
-    ui = Handlers(services)
+    ui = LabelHandlers(services)
     state, progress, *_ = ui.load_queue("ana", "verdict", "(all)", "(all)", "(all)", False, False, None)
     assert "Item **1** of **2**" in progress
     state, progress, audio, _, task, *_ = ui.verdict(state, "wrong")
@@ -275,7 +278,7 @@ def test_annotating_by_handler_saves_and_moves_on(services, tone_wav):
 
 def test_the_human_baseline_by_handler_offers_the_options_as_buttons(services, tone_wav):
     ask(services, tone_wav, methods=["baseline"])
-    ui = Handlers(services)
+    ui = LabelHandlers(services)
     state, progress, _, _, task, verdict_row, choice_col, *buttons = ui.load_queue("ana", HUMAN_MODE, "lab", "(all)", "(all)", False, False, None)
     assert "answer key" not in task and verdict_row["visible"] is False and choice_col["visible"] is True
     assert [b["value"] for b in buttons if b["visible"]] == [f"{'ABC'[i]} · {o}  [{'ABC'[i]} / {i + 1}]" for i, o in enumerate(OPTIONS)]
@@ -289,13 +292,13 @@ def test_with_a_login_the_name_field_is_the_user(services):
     class SignedIn:
         username = "ben"
 
-    assert Handlers(services).whoami("ana", SignedIn())["value"] == "ben"
-    assert Handlers(services).whoami("ana", None)["value"] == "ana"
+    assert LabelHandlers(services).whoami("ana", SignedIn())["value"] == "ben"
+    assert LabelHandlers(services).whoami("ana", None)["value"] == "ana"
 
 
 def test_the_dashboard_handlers_refresh_skip_and_export(services, tone_wav):
     ask(services, tone_wav)
-    ui = Handlers(services)
+    ui = DashboardHandlers(services)
     outputs = ui.refresh("human", "(all)", "(all)", "(all)", "total")
     summary, plane, *_, signature = outputs
     assert "Dataset **lab**" in summary and {t.name for t in plane.data} >= {"idk", "mcot", "agent"}
@@ -367,7 +370,7 @@ def test_every_annotators_queue_is_shuffled_and_balanced(services, tone_wav):
 
 def test_seeing_the_key_takes_the_item_out_of_that_annotators_human_baseline(services, tone_wav):
     ask(services, tone_wav, methods=["baseline"])
-    ui = Handlers(services)
+    ui = LabelHandlers(services)
     services.labels.human_answer(LAB_DATASET, services.labels.queue("ana", HUMAN_MODE).tasks[0].item.id, "ana", KEY)  # blind, before judging
     state, _, _, _, task, *_ = ui.load_queue("ana", "verdict", "(all)", "(all)", "(all)", False, False, None)
     assert "no longer counts in the human baseline" in task  # said before the key is used
@@ -384,7 +387,7 @@ def test_seeing_the_key_takes_the_item_out_of_that_annotators_human_baseline(ser
 
 def test_every_press_is_stored_in_order_and_a_change_takes_two(services, tone_wav):
     ask(services, tone_wav, methods=["baseline", "idk"])
-    ui = Handlers(services)
+    ui = LabelHandlers(services)
     state, *_ = ui.load_queue("ana", "verdict", "(all)", "(all)", "(all)", False, False, None)
     first, second = (t.answer_id for t in state["tasks"])
     state, *_ = ui.verdict(state, "wrong")
@@ -405,7 +408,7 @@ def test_every_press_is_stored_in_order_and_a_change_takes_two(services, tone_wa
 
 def test_switching_mode_shows_only_that_modes_buttons_at_once(services, tone_wav):
     ask(services, tone_wav, methods=["baseline"])
-    ui = Handlers(services)
+    ui = LabelHandlers(services)
     _, _, _, _, _, verdict_row, choice_col, *_ = ui.switch_mode("", HUMAN_MODE, "(all)", "(all)", "(all)", False, False, None)
     assert (verdict_row["visible"], choice_col["visible"]) == (False, True)
     state, _, _, _, _, verdict_row, choice_col, *_ = ui.switch_mode("ana", "verdict", "(all)", "(all)", "(all)", False, False, None)
@@ -416,7 +419,7 @@ def test_switching_mode_shows_only_that_modes_buttons_at_once(services, tone_wav
 
 def test_compare_with_a_key_counts_as_seeing_it(services, tone_wav):
     results = ask(services, tone_wav, methods=["baseline"])
-    Handlers(services).note_compare_keys("ana", [r.as_dict() for r in results], None)
+    LabelHandlers(services).note_compare_keys("ana", [r.as_dict() for r in results], None)
     assert services.labels.queue("ana", HUMAN_MODE).left_out == {KEY_SEEN: 1}
 
 
@@ -445,7 +448,7 @@ def test_agreement_is_pooled_over_datasets_and_the_human_row_leads_the_table(ser
 
 def test_a_press_for_a_missing_option_or_without_a_queue_says_why(services, tone_wav):
     ask(services, tone_wav, methods=["baseline"])
-    ui = Handlers(services)
+    ui = LabelHandlers(services)
     with pytest.warns(UserWarning, match="Load the queue first"):
         state, *_ = ui.verdict(None, "wrong")
     state, *_ = ui.load_queue("ana", HUMAN_MODE, "(all)", "(all)", "(all)", False, False, None)

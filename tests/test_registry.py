@@ -13,7 +13,7 @@ from reliability.errors import UnknownNameError
 from reliability.services import Services, Settings
 from reliability.methods import METHODS, SinglePrompt, get_method, method_names, register_method
 from reliability.types import Request
-from reliability.ui.handlers import Api
+from reliability.ui.api import Api
 
 ECHO = "echo-test"
 ECHO_SUFFIX = "Repeat the second option, word for word."

@@ -12,7 +12,7 @@ from reliability.diagnostics import plots as diagnostic_plots
 from reliability.diagnostics.measures import build_report, format_report
 from reliability.services import Services
 from reliability.services.dashboard import HUMAN
-from reliability.ui.handlers import SOURCES, user_errors
+from reliability.ui.handlers import PRIVATE, SOURCES, user_errors
 
 HELP = (
     "R_TP = Acc with no audio / Acc with audio (lower: the score needs the audio more). Categories per item: "
@@ -59,7 +59,6 @@ def build_diagnostics_tab(services: Services, tab: gr.Tab | None = None) -> None
     """Lay out and wire the tab inside the caller's `gr.Tab` (passed as `tab`, selecting it loads the stored runs)."""
     ui = DiagnosticsHandlers(services)
     empty = ui.refresh(None, None, None, HUMAN)
-    private = {"api_visibility": "private"}
     gr.Markdown(HELP)
     with gr.Row():
         dataset = gr.Dropdown([], label="Dataset", allow_custom_value=True, elem_id="lab-prior-dataset")
@@ -75,7 +74,7 @@ def build_diagnostics_tab(services: Services, tab: gr.Tab | None = None) -> None
     inputs = [dataset, backend, method, source]
     outputs = [method, summary, categories, retention, humility]
     for control in (dataset, backend, method, source):
-        control.input(ui.refresh, inputs, outputs, **private)
-    refresh.click(ui.choices, [dataset, backend], [dataset, backend], **private).then(ui.refresh, inputs, outputs, **private)
+        control.input(ui.refresh, inputs, outputs, **PRIVATE)
+    refresh.click(ui.choices, [dataset, backend], [dataset, backend], **PRIVATE).then(ui.refresh, inputs, outputs, **PRIVATE)
     if tab is not None:
-        tab.select(ui.choices, [dataset, backend], [dataset, backend], **private).then(ui.refresh, inputs, outputs, **private)
+        tab.select(ui.choices, [dataset, backend], [dataset, backend], **PRIVATE).then(ui.refresh, inputs, outputs, **PRIVATE)

@@ -21,7 +21,7 @@ from reliability.training import experiments
 from reliability.training.config import TrainConfig
 from reliability.training.idk_dataset import FULL, NONE, SamplingConfig, format_ratios, idk_ratios
 from reliability.types import MODALITIES
-from reliability.ui.handlers import user_errors
+from reliability.ui.handlers import PRIVATE, user_errors
 from reliability.ui.render import method_title
 
 ALL = "(all)"
@@ -188,7 +188,6 @@ def build_experiments_tab(services: Services, tab: gr.Tab, methods_box: gr.Check
     method list) receives every new adapter as a method.
     """
     ui = ExperimentHandlers(services)
-    private = {"api_visibility": "private"}
     gr.Markdown(
         "Build the model-specific **IDK dataset** (each item answered N times; the target is the answer when at least K "
         "are correct, else \"I don't know\"), train a **LoRA** adapter on it, and compare it with the baseline. "
@@ -211,13 +210,13 @@ def build_experiments_tab(services: Services, tab: gr.Tab, methods_box: gr.Check
     adapters = gr.Dataframe({"headers": ADAPTER_HEADERS, "data": []}, label="Saved adapters", interactive=False, wrap=True)
     methods = methods_box if methods_box is not None else gr.CheckboxGroup(visible=False)
 
-    run = dict(concurrency_id="experiments", concurrency_limit=1, **private)
+    run = dict(concurrency_id="experiments", concurrency_limit=1, **PRIVATE)
     build.click(ui.build, settings, [status, figure, ratios], **run)
     train.click(ui.train, settings, [status, table, adapters, methods], **run)
     sweep.click(ui.sweep, settings, [status, figure, table, adapters, methods], **run)
     transfer.click(ui.transfer, settings, [status, figure, table, adapters, methods], **run)
-    stop.click(ui.stop, None, status, **private)
-    tab.select(ui.datasets, settings[0], settings[0], **private).then(ui.adapters_table, None, adapters, **private)
+    stop.click(ui.stop, None, status, **PRIVATE)
+    tab.select(ui.datasets, settings[0], settings[0], **PRIVATE).then(ui.adapters_table, None, adapters, **PRIVATE)
     return ui
 
 
