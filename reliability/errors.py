@@ -2,6 +2,11 @@
 
 A leaf module: annotations/ imports it too, so it imports nothing of the project (tests/test_architecture.py).
 """
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
 
 
 class ReliabilityError(Exception):
@@ -41,3 +46,37 @@ class DatasetError(ReliabilityError, ValueError):
     def __init__(self, message: str, problems: list | None = None):
         super().__init__(message)
         self.problems = list(problems or [])
+
+
+def translating(fn: Callable, catch: type[BaseException] | tuple[type[BaseException], ...], convert: Callable) -> Callable:
+    """`fn` (a plain or a generator function) with each exception of type `catch` raised as `convert(exc)` instead.
+
+    A converter that hands back the exception itself re-raises it unchanged. For a generator the
+    exceptions raised while it runs are converted, not only those of the call.
+    """
+
+    def swap(exc: BaseException):
+        new = convert(exc)
+        if new is exc:
+            raise exc
+        raise new from exc
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def generator(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except catch as exc:
+                swap(exc)
+
+        return generator
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except catch as exc:
+            swap(exc)
+
+    return call

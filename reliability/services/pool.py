@@ -5,8 +5,6 @@ so the UI shows every failure of the lab as one ReliabilityError line.
 """
 from __future__ import annotations
 
-import functools
-import inspect
 import os
 import sqlite3
 import threading
@@ -18,7 +16,7 @@ import sqlite_utils
 from annotations.db import open_db
 from reliability.backends import BACKENDS, MENU_ONLY_AS_DEFAULT, get_backend
 from reliability.backends.base import Backend
-from reliability.errors import BackendError, ReliabilityError, StoreError
+from reliability.errors import BackendError, ReliabilityError, StoreError, translating
 from reliability.methods import LORA_PREFIX, method_names
 from reliability.services.settings import Settings
 from reliability.training.adapters import AdapterInfo, list_adapters
@@ -26,29 +24,7 @@ from reliability.training.adapters import AdapterInfo, list_adapters
 
 def store_errors(fn: Callable) -> Callable:
     """Raise the database's errors (sqlite3.Error) out of `fn` as StoreError; a generator's too, as it runs."""
-
-    def refused(exc: sqlite3.Error) -> StoreError:
-        return StoreError(f"the lab database refused: {exc}")
-
-    if inspect.isgeneratorfunction(fn):
-
-        @functools.wraps(fn)
-        def generator(*args, **kwargs):
-            try:
-                yield from fn(*args, **kwargs)
-            except sqlite3.Error as exc:
-                raise refused(exc) from exc
-
-        return generator
-
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except sqlite3.Error as exc:
-            raise refused(exc) from exc
-
-    return call
+    return translating(fn, sqlite3.Error, lambda exc: StoreError(f"the lab database refused: {exc}"))
 
 
 class ModelGate:

@@ -5,8 +5,6 @@ diagnostics_tab), the API's in api.py; all of them are plain methods over the se
 """
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from reliability.audio import SAMPLE_RATE, load_audio
-from reliability.errors import AudioError, ReliabilityError
+from reliability.errors import AudioError, ReliabilityError, translating
 from reliability.services import Services
 from reliability.services.dashboard import HUMAN, PARSER, DashboardFilters
 from reliability.ui import render as ui_render
@@ -48,29 +46,7 @@ def user_errors(fn: Callable) -> Callable:
         log.exception("unexpected error in %s", fn.__qualname__)
         return gr.Error(f"internal error ({type(exc).__name__}); the server log has the details", print_exception=False)
 
-    if inspect.isgeneratorfunction(fn):
-
-        @functools.wraps(fn)
-        def generator(*args, **kwargs):
-            try:
-                yield from fn(*args, **kwargs)
-            except gr.Error as error:
-                raise quiet(error)
-            except Exception as exc:
-                raise translate(exc) from exc
-
-        return generator
-
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error as error:
-            raise quiet(error)
-        except Exception as exc:
-            raise translate(exc) from exc
-
-    return call
+    return translating(fn, Exception, lambda exc: quiet(exc) if isinstance(exc, gr.Error) else translate(exc))
 
 
 
