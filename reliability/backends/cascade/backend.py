@@ -47,14 +47,15 @@ NO_EVIDENCE = "(none)"  # the content-free evidence the abstention rule weighs a
 # questions (11 before) while the agent answered 46/72 right (42 before).
 # "I don't know" is a short reply with a high prior: offered, it won every time on its own score.
 # Where a prompt offers it, it therefore competes through the choices' scores: the model abstains
-# unless its best choice leads the next by this margin (nats) in what the evidence added to each
-# choice, that is its score minus its score on the same prompt with the evidence (and any listener
-# output the prompt quotes) replaced by "(none)", the content-free prior of Zhao et al. 2021,
-# "Calibrate Before Use". The raw lead over the next choice (cascade-3) abstained on an
+# unless its best choice leads the next, and 0, by this margin (nats) in what the evidence added to
+# each choice, that is its score minus its score on the same prompt with the evidence (and any
+# listener output the prompt quotes) replaced by "(none)", the content-free prior of Zhao et al.
+# 2021, "Calibrate Before Use". The raw lead over the next choice (cascade-3) abstained on an
 # unanswerable question only when the choices happened to tie; the model's prior alone put "it is
 # free" 5 nats ahead on a silent clip. On the dev set of real recordings (docs/DEV_SET.md), with
 # margin 1.0 IDK prompting abstained on 16 of 16 unanswerable questions and kept 47 of the
-# baseline's 53 right answers (the raw lead: 12 of 16 and 40); 0.75 gave the same, 1.25 kept 45.
+# baseline's 53 right answers (the raw lead: 12 of 16 and 40); 0.75 kept 48 and 1.25 kept 44,
+# both abstaining on 16.
 # Without audio there is no evidence to weigh, and the raw lead decides.
 ABSTAIN_MARGIN = 1.0
 # A prompt that asks for reasoning before its answer (MCoT) is decoded freely; see _is_guided.
