@@ -69,7 +69,7 @@ class _Prepared:
     prompt: str  # the chat-template text, ending with the assistant's turn opening
     evidence: dict | None  # Evidence.as_dict(), None for a no-audio request
     guided: bool  # the reply is chosen from a closed set (see _is_guided), else generated freely
-    content_free: str | None  # the prompt without what the listeners heard; None without audio
+    content_free: str | None  # the prompt without what the listeners heard, where the abstention rule weighs the evidence
 
 
 class CascadeBackend(Backend):
@@ -193,10 +193,11 @@ class CascadeBackend(Backend):
             last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
             if last_user is None:
                 raise BackendError("a request with audio needs at least one user message")
-            blank = [dict(m, content=_without_listeners(m["content"], found)) for m in messages]
+            if _is_guided(request) and _offers_idk(request):
+                blank = [dict(m, content=_without_listeners(m["content"], found)) for m in messages]
+                blank[last_user]["content"] = EVIDENCE_BLOCK.format(content=blank[last_user]["content"], evidence=NO_EVIDENCE)
+                content_free = self._render(blank, SYSTEM_WITH_AUDIO)
             messages[last_user]["content"] = EVIDENCE_BLOCK.format(content=messages[last_user]["content"], evidence=found.to_text())
-            blank[last_user]["content"] = EVIDENCE_BLOCK.format(content=blank[last_user]["content"], evidence=NO_EVIDENCE)
-            content_free = self._render(blank, SYSTEM_WITH_AUDIO)
         return _Prepared(self._render(messages, SYSTEM_WITH_AUDIO if evidence else SYSTEM_NO_AUDIO), evidence, _is_guided(request), content_free)
 
     def _render(self, messages: list[dict], system: str) -> str:
@@ -219,7 +220,7 @@ class CascadeBackend(Backend):
             # a free reply starts with its reasoning, not a letter: its choices score their text alone
             listed = [r.choices if p.guided else () for r, p in zip(requests, prepared)]
             scores = self._closed_set_scores(replies, [p.prompt for p in prepared], listed, (ids, mask, cache))
-            weigh = [i for i, (r, p) in enumerate(zip(requests, prepared)) if p.guided and p.content_free and _offers_idk(r)]
+            weigh = [i for i, p in enumerate(prepared) if p.content_free]
             priors = self._closed_set_scores([replies[i] for i in weigh], [prepared[i].content_free for i in weigh], [requests[i].choices for i in weigh])
             gains = {i: [s - q for s, q in zip(scores[i], prior)] for i, prior in zip(weigh, priors)}
             free = [i for i, p in enumerate(prepared) if not p.guided]
@@ -277,7 +278,7 @@ class CascadeBackend(Backend):
         if not prompts:
             return []
         tokens, first = self._score_replies(replies, *(encoded or self._encode(prompts)))
-        return [self._with_letters([sum(t) for t in row], f, c, p) if row else [] for row, f, c, p in zip(tokens, first, choices, prompts)]
+        return [self._with_letters([sum(t) for t in row], f, c, p) for row, f, c, p in zip(tokens, first, choices, prompts)]
 
     def _with_letters(self, scores: list[float], first, choices: tuple[str, ...], prompt: str) -> list[float]:
         """Each choice's score plus the log-probability of its "(X) choice" line's first token, where the prompt lists them so."""
@@ -472,7 +473,7 @@ def _with_abstention(scores: list[float], offered: bool, margin: float, gains: l
         return scores
     choices = scores[:-1]
     if len(choices) < 2:
-        return [*choices, choices[0] if choices else 0.0]  # nothing to compare; the tie goes to the choice
+        return [*choices, choices[0]]  # nothing to compare; the tie goes to the choice
     best = max(range(len(choices)), key=choices.__getitem__)
     if gains:
         # the content-free prior competes as a lift of 0: evidence that lowers every choice supports none
