@@ -6,12 +6,10 @@ figures next to the targets of issue 10; it asserts nothing (timings depend on t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +20,9 @@ from reliability.audio import load_audio  # noqa: E402
 from reliability.backends.cascade import CascadeBackend  # noqa: E402
 from reliability.backends.cascade.text_model import DEFAULT_TEXT_MODEL, ensure_converted, text_model_spec  # noqa: E402
 from reliability.methods import ask, get_method  # noqa: E402
-from reliability.types import Decoding, Item, Request  # noqa: E402
+from reliability.types import Decoding, Request  # noqa: E402
+
+from common import demo_items, timed  # noqa: E402
 
 COLD_START = """
 import time; start = time.perf_counter()
@@ -34,17 +34,6 @@ PROMPTS = [
     "Name three colours.", "What is the capital of Italy?", "Give a synonym of quick.", "Count from one to five.",
     "What sound does a cat make?", "Name a musical instrument.", "What is two plus three?", "Say good morning in Spanish.",
 ]
-
-
-def demo_item(item_id: str) -> Item:
-    raw = next(r for r in json.loads((ROOT / "demo" / "items.json").read_text()) if r["id"] == item_id)
-    return Item(raw["id"], raw["question"], tuple(raw["choices"]), raw["answer"], raw["modality"], str(ROOT / "demo" / raw["audio"]))
-
-
-def timed(fn):
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
 
 
 def main() -> None:
@@ -63,7 +52,7 @@ def main() -> None:
     print(f"cold start to a ready model (new process, imports included): {float(out.stdout.split()[-1]):.1f} s  [target <= 30 s]")
 
     backend = CascadeBackend(model_id=args.model, threads=args.threads).load()
-    item = demo_item("demo-speech-time")  # a 9.9 s spoken clip with 4 options
+    item = next(i for i in demo_items() if i.id == "demo-speech-time")  # a 9.9 s spoken clip with 4 options
     clip = load_audio(item.audio_path)
     print(f"clip: {Path(item.audio_path).name}, {clip.duration_s:.1f} s, {len(item.choices)} options")
 

@@ -36,21 +36,11 @@ from reliability.methods import Baseline  # noqa: E402
 from reliability.types import Item, Request  # noqa: E402
 
 MMAU = MMAU_TEST_MINI
-DEMO = ROOT / "demo" / "items.json"
-
-
-def demo_items() -> list[Item]:
-    records = json.loads(DEMO.read_text())
-    return [
-        Item(r["id"], r["question"], tuple(r["choices"]), r["answer"], r["modality"], str(ROOT / "demo" / r["audio"]), "demo")
-        for r in records
-        if r["answer"] is not None
-    ]
 
 
 def mmau_examples(count: int) -> list[TrainingExample]:
     """MMAU questions with demo clips attached in turn: real prompts of the cascade's length."""
-    clips = sorted({item.audio_path for item in demo_items()})
+    clips = sorted({item.audio_path for item in demo_items(keyed_only=True)})
     records = json.loads(MMAU.read_text())[:count]
     examples = []
     for i, r in enumerate(records):
@@ -68,7 +58,7 @@ def mmau_items(count: int) -> list[Item]:
 
 def bench_sampling(backend: CascadeBackend, n: int, count: int) -> None:
     """sample_items as the lab runs it (one request per item carrying n samples) vs n calls of one sample each."""
-    for label, items, condition in (("demo items with audio", demo_items(), "full"), ("MMAU items without audio", mmau_items(count), "none")):
+    for label, items, condition in (("demo items with audio", demo_items(keyed_only=True), "full"), ("MMAU items without audio", mmau_items(count), "none")):
         sample_items(backend, items[:2], SamplingConfig(n=1, condition=condition))  # warm-up: code paths hot
         sample_items(backend, items, SamplingConfig(n=1, condition=condition, seed=99))  # every clip's evidence cached
         shared, independent = [], []

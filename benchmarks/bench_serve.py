@@ -30,16 +30,13 @@ from reliability.backends.openai_backend import OpenAIBackend  # noqa: E402
 from reliability.methods import ask, get_method  # noqa: E402
 from reliability.types import Decoding, Item, Request  # noqa: E402
 
+from common import demo_items, timed  # noqa: E402
+
 PROMPTS = [
     "Name three colours.", "What is the capital of Italy?", "Give a synonym of quick.", "Count from one to five.",
     "What sound does a cat make?", "Name a musical instrument.", "What is two plus three?", "Say good morning in Spanish.",
 ]
 METHODS = ("baseline", "idk")
-
-
-def demo_items() -> list[Item]:
-    raw = json.loads((ROOT / "demo" / "items.json").read_text())
-    return [Item(r["id"], r["question"], tuple(r["choices"]), r["answer"], r["modality"], str(ROOT / "demo" / r["audio"]), "demo") for r in raw]
 
 
 def free_port() -> int:
@@ -58,12 +55,6 @@ def start_serve(port: int, threads: int, log) -> subprocess.Popen:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
                 return proc
         time.sleep(0.5)
-
-
-def timed(fn):
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
 
 
 def main() -> None:
