@@ -61,7 +61,7 @@ class SinglePrompt(Method):
     def run(self, backend, items, clips, decoding):
         decoding = _budget(decoding, self.max_new_tokens)
         msgs = [self.messages(item) for item in items]
-        gens = backend.generate([_request(m, clip, decoding, item.choices) for m, clip, item in zip(msgs, clips, items)])
+        gens = backend.generate([_request(m, clip, decoding, item.choices, question=item.question) for m, clip, item in zip(msgs, clips, items)])
         return [
             MethodOutput(gen.text, [Step("answer", m, gen.text, clip is not None, gen.meta)], gen.option_logprobs)
             for m, clip, gen in zip(msgs, clips, gens)
@@ -140,7 +140,7 @@ class TaskAgent(Method):
             text = f"{context}\n\n{prompts.question_block(item)}\n{prompts.IDK_INSTRUCTION}"
             final_msgs.append([{"role": "user", "content": text}])
         finals = backend.generate(
-            [_request(m, clip, answer_decoding, item.choices) for m, clip, item in zip(final_msgs, clips, items)]
+            [_request(m, clip, answer_decoding, item.choices, question=item.question) for m, clip, item in zip(final_msgs, clips, items)]
         )
         outputs = []
         for i, clip in enumerate(clips):
@@ -235,9 +235,11 @@ def _judge(text: str, item: Item) -> Judgement:
     return Judgement(choice=choice, outcome=outcome, parsed=abstained or choice is not None, rule=f"no key; {rule}")
 
 
-def _request(messages, clip: Clip | None, decoding: Decoding, choices: tuple[str, ...] = (), listen_for: tuple[str, ...] = ()) -> Request:
+def _request(
+    messages, clip: Clip | None, decoding: Decoding, choices: tuple[str, ...] = (), listen_for: tuple[str, ...] = (), question: str = ""
+) -> Request:
     audio = None if clip is None else for_model(clip)[0]
-    return Request(messages, audio, decoding, choices, None if clip is None else clip.hash, listen_for or choices)
+    return Request(messages, audio, decoding, choices, None if clip is None else clip.hash, listen_for or choices, question)
 
 
 def _budget(decoding: Decoding, tokens: int) -> Decoding:

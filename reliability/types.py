@@ -67,6 +67,7 @@ class Request:
     choices: tuple[str, ...] = ()  # when set, backends that can score options return option_logprobs
     audio_hash: str | None = None  # content hash of `audio`, for caches
     listen_for: tuple[str, ...] = ()  # words the question is about (its choices); a backend may bias its listening to them
+    question: str = ""  # the item's question alone, where a backend weighs its wording (the cascade's grounding rule)
 
 
 @dataclass

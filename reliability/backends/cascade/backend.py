@@ -7,6 +7,7 @@ the audio. See demo/MODEL_CARD.md for what this is and how it differs from an au
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import re
 import threading
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from reliability.backends.base import Backend
 from reliability.backends.cascade.evidence import EvidenceExtractor
+from reliability.backends.cascade.grounding import unattested
 from reliability.backends.cascade.text_model import DEFAULT_TEXT_MODEL, Progress, load_text_model, require, text_model_spec
 from reliability.errors import BackendError
 from reliability.prompts import CHOICE_LINE, IDK_REPLY, letter
@@ -22,7 +24,7 @@ from reliability.types import Decoding, Generation, Request
 
 log = logging.getLogger(__name__)
 
-CASCADE_PROMPT_VERSION = "cascade-4"  # bump when anything below changes; stored with every answer
+CASCADE_PROMPT_VERSION = "cascade-5"  # bump when anything below changes; stored with every answer
 
 SYSTEM_WITH_AUDIO = (
     "You answer questions about an audio clip. You cannot hear it yourself: listening tools have "
@@ -60,6 +62,13 @@ NO_EVIDENCE = "(none)"  # the content-free evidence the abstention rule weighs a
 ABSTAIN_MARGIN = 1.0
 # A prompt that asks for reasoning before its answer (MCoT) is decoded freely; see _is_guided.
 REASONING = re.compile(r"step by step|\"Answer:", re.IGNORECASE)
+# MCoT with choices, in two stages: the model writes its reasoning, then its final answer is chosen from
+# the closed set, scored after the reasoning it wrote. Asked for steps, the 1.5B wrote "Answer: C" and
+# nothing else on every demo item: its reply is therefore opened with the first step's number, and the
+# reasoning stops where it writes its answer line (or at REASONING_TOKENS, which bounds its cost on a CPU).
+REASONING_START = "1."
+ANSWER_LINE = "Answer:"
+REASONING_TOKENS = 96
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,8 @@ class _Prepared:
     evidence: dict | None  # Evidence.as_dict(), None for a no-audio request
     guided: bool  # the reply is chosen from a closed set (see _is_guided), else generated freely
     content_free: str | None  # the prompt without what the listeners heard, where the abstention rule weighs the evidence
+    reasons: bool = False  # reasoning is generated first, then the answer is chosen after it (see REASONING_START)
+    unattested: bool = False  # the choices are literal values the transcript never states (grounding.unattested)
 
 
 class CascadeBackend(Backend):
@@ -104,6 +115,7 @@ class CascadeBackend(Backend):
         threads: int = 0,
         batch_size: int = 8,
         abstain_margin: float = ABSTAIN_MARGIN,
+        reasoning_tokens: int = REASONING_TOKENS,
     ):
         """
         model_id: text model name: "qwen2.5-coder-1.5b" (default), "qwen2.5-coder-0.5b" (faster) or "smollm2-135m".
@@ -112,6 +124,7 @@ class CascadeBackend(Backend):
         threads: CPU threads for torch, Whisper and YAMNet; 0 keeps each library's default.
         batch_size: requests per forward pass.
         abstain_margin: where a prompt offers "I don't know", abstain when the evidence lifts the best choice less than this over the next (nats).
+        reasoning_tokens: at most this many tokens of reasoning before a reasoning prompt's (MCoT's) answer is chosen.
         """
         spec = text_model_spec(model_id)  # fails fast on an unknown name, before any load
         super().__init__(spec.name)
@@ -120,6 +133,7 @@ class CascadeBackend(Backend):
         self.threads = threads
         self.batch_size = batch_size
         self.abstain_margin = float(abstain_margin)
+        self.reasoning_tokens = int(reasoning_tokens)
         self.evidence = EvidenceExtractor(threads=threads)
         self.text_model = None
         self.tokenizer = None
@@ -187,18 +201,24 @@ class CascadeBackend(Backend):
     def _prepare(self, request: Request) -> _Prepared:
         messages = [dict(m) for m in request.messages]
         evidence = content_free = None
+        guided, reasons = _is_guided(request), _reasons(request)
+        heard_nothing = False
         if request.audio is not None:
             found = self.evidence(request.audio, request.audio_hash, request.listen_for or request.choices)
             evidence = found.as_dict()
+            heard_nothing = unattested(request.question, request.choices, found.transcript)
             last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
             if last_user is None:
                 raise BackendError("a request with audio needs at least one user message")
-            if _is_guided(request) and _offers_idk(request):
+            if (guided or reasons) and _offers_idk(request):
                 blank = [dict(m, content=_without_listeners(m["content"], found)) for m in messages]
                 blank[last_user]["content"] = EVIDENCE_BLOCK.format(content=blank[last_user]["content"], evidence=NO_EVIDENCE)
-                content_free = self._render(blank, SYSTEM_WITH_AUDIO)
+                # a reasoning prompt's content-free answer comes without reasoning: what the evidence and the
+                # reasoning drawn from it add is weighed together
+                content_free = self._render(blank, SYSTEM_WITH_AUDIO) + (ANSWER_LINE if reasons else "")
             messages[last_user]["content"] = EVIDENCE_BLOCK.format(content=messages[last_user]["content"], evidence=found.to_text())
-        return _Prepared(self._render(messages, SYSTEM_WITH_AUDIO if evidence else SYSTEM_NO_AUDIO), evidence, _is_guided(request), content_free)
+        prompt = self._render(messages, SYSTEM_WITH_AUDIO if evidence else SYSTEM_NO_AUDIO) + (REASONING_START if reasons else "")
+        return _Prepared(prompt, evidence, guided, content_free, reasons, heard_nothing)
 
     def _render(self, messages: list[dict], system: str) -> str:
         if not messages or messages[0]["role"] != "system":
@@ -216,22 +236,31 @@ class CascadeBackend(Backend):
         with torch.inference_mode():
             # one prefill of every prompt; replies are scored and generated from it
             ids, mask, cache = self._encode([p.prompt for p in prepared])
-            replies = [_replies(r, p.guided) for r, p in zip(requests, prepared)]
-            # a free reply starts with its reasoning, not a letter: its choices score their text alone
+            # a reasoning prompt's choices are scored after its reasoning (_answer_after_reasoning), not here
+            replies = [[] if p.reasons else _replies(r, p.guided) for r, p in zip(requests, prepared)]
+            # only a guided reply opens with a listed choice's letter (see _with_letters)
             listed = [r.choices if p.guided else () for r, p in zip(requests, prepared)]
             scores = self._closed_set_scores(replies, [p.prompt for p in prepared], listed, (ids, mask, cache))
-            weigh = [i for i, p in enumerate(prepared) if p.content_free]
+            weigh = [i for i, p in enumerate(prepared) if p.content_free and p.guided]
             priors = self._closed_set_scores([replies[i] for i in weigh], [prepared[i].content_free for i in weigh], [requests[i].choices for i in weigh])
             gains = {i: [s - q for s, q in zip(scores[i], prior)] for i, prior in zip(weigh, priors)}
-            free = [i for i, p in enumerate(prepared) if not p.guided]
             for i, (r, p) in enumerate(zip(requests, prepared)):
                 if p.guided:
-                    scores[i] = _with_abstention(scores[i], _offers_idk(r), self.abstain_margin, gains.get(i))
+                    scores[i] = _with_abstention(scores[i], _offers_idk(r), self.abstain_margin, gains.get(i), p.unattested)
                     texts[i] = _pick(replies[i], scores[i], decoding, rng)
-            if free:
-                generated = self._free_generate(ids[free], mask[free], cache, free, decoding)
-                for j, i in enumerate(free):
-                    texts[i] = generated[j * n : (j + 1) * n]
+            reasoning = [i for i, p in enumerate(prepared) if p.reasons]
+            free = [i for i, p in enumerate(prepared) if not p.guided and not p.reasons]
+            for rows, stop in ((reasoning, ANSWER_LINE), (free, None)):
+                if rows:
+                    # each generate consumes its rows' copy of the prefill; a second group needs its own copy
+                    own = copy.deepcopy(cache) if reasoning and free and stop else cache
+                    generated = self._free_generate(ids[rows], mask[rows], own, rows, decoding, stop)
+                    for j, i in enumerate(rows):
+                        texts[i] = generated[j * n : (j + 1) * n]
+            for i in reasoning:
+                texts[i], scores[i], gain = self._answer_after_reasoning(requests[i], prepared[i], texts[i], decoding, rng)
+                if gain is not None:
+                    gains[i] = gain
         seconds = round((time.perf_counter() - start) / len(requests), 3)
         gens = []
         for i, (request, p) in enumerate(zip(requests, prepared)):
@@ -239,16 +268,18 @@ class CascadeBackend(Backend):
                 "cascade": CASCADE_PROMPT_VERSION,
                 "text_model": self.model_id,
                 "adapter": self.adapter,
-                "decoding": "guided" if p.guided else "free",
+                "decoding": "guided" if p.guided else "reasoned" if p.reasons else "free",
                 "seconds": seconds,
             }
-            if p.guided and len(request.choices) > 1:
+            if (p.guided or p.reasons) and len(request.choices) > 1:
                 best, second = sorted(scores[i][: len(request.choices)], reverse=True)[:2]
                 meta["choice_margin"] = round(best - second, 3)  # nats
                 if _offers_idk(request):
                     meta["abstain_margin"] = self.abstain_margin
                     if i in gains:  # what the abstention rule read: the evidence's lift of each choice
                         meta["evidence_gain"] = [round(g, 3) for g in gains[i][: len(request.choices)]]
+                    if p.unattested:
+                        meta["unattested"] = True  # no choice is said in the transcript (grounding.unattested)
             if p.evidence is not None:
                 meta["evidence"] = p.evidence
             options = scores[i][: len(request.choices)] if request.choices else None  # choice order
@@ -326,14 +357,43 @@ class CascadeBackend(Backend):
                 first[i] = logprobs[r, 0].cpu()
         return scores, first
 
-    def _free_generate(self, ids, mask, cache, rows: list[int], decoding: Decoding) -> list[str]:
-        """Ordinary generation for some rows of the batch, continuing from their prefill; n texts per row."""
+    def _answer_after_reasoning(self, request: Request, prepared: _Prepared, reasonings: list[str], decoding: Decoding, rng):
+        """MCoT's second stage: per sample, the final answer chosen from the closed set after the reasoning the model wrote.
+
+        Returns the replies (reasoning, then "Answer: <choice>"), the first sample's scores of
+        [*choices, "I don't know"] and what the evidence added to each (None where nothing is weighed).
+        """
+        thoughts = [REASONING_START + _before_answer(r) for r in reasonings]
+        candidates = [f" {c}" for c in _replies(request, True)]
+        prompts = [f"{prepared.prompt}{t[len(REASONING_START):]}\n{ANSWER_LINE}" for t in thoughts]
+        scored = self._closed_set_scores([candidates] * len(prompts), prompts, [() for _ in prompts])
+        gains = None
+        if prepared.content_free:
+            prior = self._closed_set_scores([candidates], [prepared.content_free], [()])[0]
+            gains = [s - q for s, q in zip(scored[0], prior)]
+        offered = _offers_idk(request)
+        replies = []
+        for k, (thought, row) in enumerate(zip(thoughts, scored)):
+            weighed = [s - q for s, q in zip(row, prior)] if gains is not None else None
+            scored[k] = _with_abstention(row, offered, self.abstain_margin, weighed, prepared.unattested)
+            one = dataclasses.replace(decoding, num_samples=1)
+            replies.append(f"{thought.rstrip()}\n{ANSWER_LINE} {_pick(_replies(request, True), scored[k], one, rng)[0]}")
+        return replies, scored[0], gains
+
+    def _free_generate(self, ids, mask, cache, rows: list[int], decoding: Decoding, stop: str | None = None) -> list[str]:
+        """Ordinary generation for some rows of the batch, continuing from their prefill; n texts per row.
+
+        With `stop`, a row ends where it writes that text (the reasoning stage of MCoT), within the backend's reasoning budget.
+        """
         import torch
 
         n = decoding.num_samples
         # n copies of each prompt share its prefill: num_return_sequences=n without encoding the prompt n times
         cache.batch_select_indices(torch.tensor(rows, device=ids.device).repeat_interleave(n))
-        kwargs = dict(max_new_tokens=decoding.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id)
+        budget = min(decoding.max_new_tokens, self.reasoning_tokens) if stop else decoding.max_new_tokens
+        kwargs = dict(max_new_tokens=budget, pad_token_id=self.tokenizer.pad_token_id)
+        if stop:
+            kwargs.update(stop_strings=[stop], tokenizer=self.tokenizer)
         if decoding.do_sample:
             kwargs.update(do_sample=True, temperature=decoding.temperature, top_p=decoding.top_p, top_k=0)
             if decoding.seed is not None:
@@ -446,6 +506,16 @@ def _is_guided(request: Request) -> bool:
     return bool(request.choices) and not REASONING.search(last_user)
 
 
+def _reasons(request: Request) -> bool:
+    """Whether a request with choices asks for reasoning first (MCoT): reasoned, then answered from the closed set."""
+    return bool(request.choices) and not _is_guided(request)
+
+
+def _before_answer(text: str) -> str:
+    """Reasoning up to (without) the answer line the model began."""
+    return text.split(ANSWER_LINE, 1)[0].rstrip()
+
+
 def _offers_idk(request: Request) -> bool:
     text = "\n".join(m["content"] for m in request.messages).replace("\u2019", "'").lower()
     return IDK_REPLY.lower() in text
@@ -461,13 +531,17 @@ def _replies(request: Request, guided: bool) -> list[str]:
     return [*request.choices, IDK_REPLY] if guided else list(request.choices)
 
 
-def _with_abstention(scores: list[float], offered: bool, margin: float, gains: list[float] | None = None) -> list[float]:
+def _with_abstention(
+    scores: list[float], offered: bool, margin: float, gains: list[float] | None = None, unattested: bool = False
+) -> list[float]:
     """The scores of [*choices, "I don't know"] with the abstention's score set by the rule where the prompt offers it.
 
     Offered, "I don't know" scores the best choice minus its lead plus `margin`, so it wins exactly
     when the lead is under `margin`, whatever its own (high, prompt-driven) prior. The lead is the
     best choice's evidence gain (score minus content-free score) over the largest gain among the
     others and 0; without gains (no audio) it is the best choice's score over the runner-up's.
+    Where the choices are literal values that the transcript never states (`unattested`), the
+    evidence supports none of them: the lead is 0.
     """
     if not offered:
         return scores
@@ -475,7 +549,9 @@ def _with_abstention(scores: list[float], offered: bool, margin: float, gains: l
     if len(choices) < 2:
         return [*choices, choices[0]]  # nothing to compare; the tie goes to the choice
     best = max(range(len(choices)), key=choices.__getitem__)
-    if gains:
+    if unattested:
+        lead = 0.0
+    elif gains:
         # the content-free prior competes as a lift of 0: evidence that lowers every choice supports none
         lead = gains[best] - max(0.0, *(g for k, g in enumerate(gains[: len(choices)]) if k != best))
     else:
