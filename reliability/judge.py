@@ -26,16 +26,28 @@ Reading one piece of text, the first rule that fires decides:
    "I'd go with B."). The English words "A" and "I" count only where they cannot be an article or
    a pronoun: followed by punctuation, the end, or "or/and/is/...". "N/A" is no letter. Letters
    that stand alone inside the options ("B Major", "G") are not read from free text. Two different
-   letters -> no letter.
+   letters -> no letter. When the options were shown without letters (predictions made elsewhere,
+   unless told otherwise) and the letter contradicts the option that the reply's conclusion names
+   (the same piece, else the sentence before the final-answer marker: "... the moo is a cow. The
+   answer is C."), the named option is read and the rule says the letter was not; a reply that
+   letters the options itself in the given order ("(B) Woman") keeps its letter.
 3. option number: "option 2", "choice two", "the second option", "the last choice"; not where the
    number is itself an option's word (counting questions). Two positions -> none.
-4. option phrase: options found as whole-word phrases ("Man" is not found in "woman"); an option
+4. option order: where options list the same items in different orders ("car horn, dog barking" /
+   "dog barking, car horn"), the last sentence that names every item is read by the order of the
+   items in it ("first a car horn, then a dog barking").
+   option phrase: options found as whole-word phrases ("Man" is not found in "woman"); an option
    found only inside a longer found option does not count ("a dog barking" names "Dog barking",
    not "Dog"). Exactly one left -> that option; more than one -> unparsed (the text names several).
 5. unique option tokens: words (minus a few function words) that belong to exactly one option; if
    the text holds such words of exactly one option -> that option, else unparsed.
+   A bare list of a few short items ("'electricity, festivity'") that shares a single word with an
+   option whose other items it lacks names nothing (unparsed).
    When rules 4-5 find nothing, they run again on singular forms ("dogs" -> "dog", "women" ->
    "woman", "bells" -> "bell"); the rule then says "(inflected)".
+Words are compared with a time span in prose written as the options write them: "from 1.62 to 3.24
+seconds", "between 1.62 and 3.24 s", "1.62s-3.24s" read as "1.62 - 3.24" (times with a decimal
+point or a colon only: "2 to 4" stays two numbers).
 
 Abstention: phrases such as "I don't know", "I'm not sure", "I can't tell", "I am unable to
 determine", "I cannot answer", "I cannot process audio", "no idea" (these with the model as the
@@ -43,12 +55,21 @@ subject, or opening the reply: "the second speaker is unsure" describes the audi
 determined (from the audio)", "impossible to say", "no way to know", "hard to say", "IDK",
 "insufficient information", "the audio does not provide enough ...", "N/A", "unclear" (opening
 the reply or after "it is"), refusals ("I can't help with that", "I refuse to answer") and
-capability disclaimers ("I don't have the ability to process audio", "as an AI ... cannot"), and
+capability disclaimers ("I don't have the ability to process audio", "as an AI ... cannot"),
+refusals in paraphrase: saying it cannot hear, play or analyse the audio ("I'm unable to hear or
+analyze audio files"), that no audio was attached, that it is a text-only model, asking for the
+missing input ("Could you please provide the audio or describe it?", "please share the
+conversation"), "insufficient data", an apology followed by "I can't"; and
 "I don't know" / "I'm not sure" in Chinese, Spanish, French, German, Japanese, Korean, Portuguese
 and Russian.
+Quoted speech ("the speaker says 'I don't know'") is what someone in the audio said, not the model
+abstaining; a reply that is only a quote is the model's own.
 A clearly stated answer wins over a hedge: a stated final answer (after a marker), an exact option
 or a letter. An option merely mentioned in a hedge (rules 4-5, "I can't tell if a dog is barking")
-does not: the reply is idk. When an option is itself an abstention ("Not sure", "Cannot be
+does not: the reply is idk. Inside a refusal (anything above but "not sure" / "can't be sure"),
+an option's words never select it, even after a final-answer marker ("Therefore, I cannot identify
+the source of the sound effect" is idk, not "Sound effect"); the rule quotes the phrase that
+abstained. When an option is itself an abstention ("Not sure", "Cannot be
 determined."), naming it in full is choosing it, while "I don't know" stays idk even beside an
 option that merely shares its words ("They don't know Joey and Chandler.").
 
