@@ -327,3 +327,21 @@ def test_the_cli_refuses_another_revision_in_one_line_with_the_command_that_impo
     assert steps[1][steps[1].index("--dataset") + 1] == "mmau-test-mini-2025-03" and lab in steps[1]
     assert all(main(step) == 0 for step in steps)
     assert "imported 1000 answers into 'mmau-test-mini-2025-03'" in capsys.readouterr().out
+
+
+def test_a_run_that_answers_part_of_its_dataset_says_n_of_n_in_metrics_and_on_the_dashboard(tmp_path, capsys):
+    from reliability.cli.main import main
+    from reliability.services import Services, Settings
+    from reliability.ui.render import summary_text
+
+    lab = str(tmp_path / "lab.db")
+    assert main(["import", "dataset", str(BUNDLED["mmau-test-mini-2025-03"]), "--db", lab]) == 0
+    some = read_records(str(march_predictions(tmp_path)))[:30]
+    preds = str(write_json(tmp_path, some, "some.json"))
+    assert main(["import", "predictions", preds, "--db", lab, "--dataset", "mmau-test-mini-2025-03", "--model", "qwen"]) == 0
+    capsys.readouterr()
+    assert main(["metrics", "--db", lab, "--n-boot", "20"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("note: external qwen full baseline: 30 of 1000 items answered")
+    services = Services.build(Settings(lab, str(tmp_path / "data"), backend="scripted", n_boot=20))
+    board = services.dashboard.metrics()
+    assert "30 of 1000 items answered" in summary_text(board) and board.as_dict()["partial"] == board.partial

@@ -396,17 +396,22 @@ def _runs(args) -> None:
 
 def _metrics(args) -> None:
     from reliability.exports import export_table, write_text
-    from reliability.report import metrics_rows
+    from reliability.report import metrics_report
     from reliability.tables import format_table
 
     db = open_lab_db(args)
-    rows = metrics_rows(
+    report = metrics_report(
         db, _dataset_with_runs(db, args.dataset), args.condition, args.baseline, not args.parser_only, args.n_boot, args.level, args.normalize
     )
+    rows = report.rows
+    # a run that answered fewer items than its dataset has says so (n of N): its figures are over those items only
+    partial = [f"note: {c}" for c in report.partial]
     if args.format == "text":
-        write_text(args.output, format_table(rows, setup=("model", "condition")))
+        write_text(args.output, "\n".join([format_table(rows, setup=("model", "condition")), *partial]))
     else:
         export_table(rows, args.output, args.format)
+        for line in partial:
+            print(line, file=sys.stderr)
     if args.output != "-":
         print(f"wrote {len(rows)} rows to {args.output}")
 
