@@ -123,6 +123,11 @@ _INPUT = (
     r"(?:(?:the|this|that|any|an?|your|such)\s+)?(?:provided\s+|attached\s+|actual\s+|uploaded\s+|given\s+|mentioned\s+|audio\s+|sound\s+)?"
     r"(?:audio|sound|clip|recording|file|media|music|track|song|speech|conversation|dialogue|utterance|transcript|voice|attachment|sample)s?\b"
 )
+# what a model says it cannot hear or needs: the medium, never what it holds ("I can't hear any music" describes the clip)
+_MEDIUM = (
+    r"(?:(?:the|this|that|any|an?|your|such)\s+)?(?:provided\s+|attached\s+|actual\s+|uploaded\s+|given\s+|mentioned\s+|audio\s+|sound\s+)?"
+    r"(?:audio|clip|recording|file|media|attachment)s?\b"
+)
 _APART = r"(?:\s+(?:or|and|/)\s+\w+(?:\s+to)?)?"  # "hear or analyze", "listen to or process"
 # hedges: uncertain, yet a final answer line may still name an option beside them ("Answer: probably B, though I'm not sure")
 _UNSURE = re.compile(
@@ -144,7 +149,7 @@ _REFUSE = re.compile(
             + r"(?:determine|tell|say|know|identify|infer|decide|judge|answer|listen|hear\s+the\s+audio|process|access|analy[sz]e"
             r"|count|verify|confirm|provide\s+(?:a|an|the)\s+(?:specific|definitive|definite|accurate)?\s*answer)\b",
             _SELF + _NOT_ABLE + r"\s+(?:directly\s+|actually\s+)?(?:hear|listen\s+to|play|perceive|open|watch|receive|review|interpret"
-            r"|understand|evaluate|assess|examine|transcribe)" + _APART + r"\s+(?:" + _INPUT + r"|anything)",
+            r"|understand|evaluate|assess|examine|transcribe)" + _APART + r"\s+(?:" + _MEDIUM + r"|sounds\b|anything)",
             r"\b" + _NOT_ABLE + r"\s+be\s+" + _ADVERB
             + r"(?:determined|told|said|known|identified|inferred|decided|judged|answered)\b",
             r"\b(?:impossible|not\s+possible|no\s+way|hard|difficult)\s+to\s+" + _ADVERB
@@ -169,15 +174,16 @@ _REFUSE = re.compile(
             # the input is missing: "no audio was provided", "the audio file is not attached", "you haven't shared the clip"
             r"\bno\s+(?:audio|sound)\s*(?:files?|clips?|recordings?|attachments?|inputs?)?\s+(?:was\s+|were\s+|is\s+|has\s+been\s+)?"
             r"(?:provided|attached|included|given|shared|uploaded|available|to\s+(?:listen|analy[sz]e|hear|work))\b",
-            r"\b(?:audio|clip|recording|file|attachment)\s+(?:is\s+not|isn't|was\s+not|wasn't|has\s+not\s+been|hasn't\s+been|is\s+missing)"
-            r"(?:\s+(?:provided|attached|included|shared|available|accessible|uploaded))?\b",
+            r"\b(?:audio|clip|recording|file|attachment)\s+(?:(?:is|was|has\s+been)\s+not|isn't|wasn't|hasn't\s+been)"
+            r"\s+(?:provided|attached|included|shared|available|accessible|uploaded)\b|\b(?:audio|recording|attachment)\s+is\s+missing\b",
             r"\byou\s+(?:haven't|have\s+not|didn't|did\s+not)\s+(?:yet\s+)?(?:provided|provide|shared|share|attached|attach|uploaded|upload|included|include)\b",
             # asking for it: "Could you please provide the audio?", "Sure, please share the conversation"
-            r"\b(?:please|kindly|could\s+you|can\s+you|would\s+you|if\s+you\s+(?:can|could)|once\s+you|you\s+(?:will\s+|would\s+)?need\s+to)"
+            # at a sentence's start or after "sure," / "but": "The speaker asks: could you send the file?" reports speech
+            r"(?:^\W*|(?<=[.!?\n])\s*|\b(?:sure|okay|ok|but|so|then|and|however|alternatively),?\s+)(?:please|kindly|could\s+you|can\s+you|would\s+you|if\s+you\s+(?:can|could)|once\s+you|you\s+(?:will\s+|would\s+)?need\s+to)"
             r"\s+(?:please\s+)?(?:provide|share|upload|attach|send|play|describe|give|include|supply|paste|transcribe)\b(?:\s+\S+){0,5}?\s+"
             r"(?:" + _INPUT + r"|(?:more\s+)?(?:details?|description|context|information|transcription)\b)",
-            r"\b(?:i|we)\s+(?:would\s+|will\s+)?(?:need|require)\s+(?:to\s+(?:hear|listen\s+to|access|analy[sz]e)\s+|access\s+to\s+|more\s+)?"
-            r"(?:" + _INPUT + r"|information|context|details)",
+            r"\bi\s+(?:would\s+|will\s+)?(?:need|require)\s+(?:to\s+(?:hear|listen\s+to|access|analy[sz]e)\s+|access\s+to\s+|more\s+)?"
+            r"(?:" + _MEDIUM + r"|information|context|details)",
             r"\b(?:sorry|apologi[sz]e)\b[^.!?\n]{0,40}?\b(?:i|we)(?:'m|\s+am|\s+are)?\s+(?:cannot|can't|can\s+not|could\s+not|couldn't"
             r"|unable|not\s+able|do\s+not|don't)\b",
             _FOREIGN_IDK,
