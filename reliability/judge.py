@@ -152,8 +152,11 @@ _REFUSE = re.compile(
             r"|understand|evaluate|assess|examine|transcribe)" + _APART + r"\s+(?:" + _MEDIUM + r"|sounds\b|anything)",
             r"\b" + _NOT_ABLE + r"\s+be\s+" + _ADVERB
             + r"(?:determined|told|said|known|identified|inferred|decided|judged|answered)\b",
-            r"\b(?:impossible|not\s+possible|no\s+way|hard|difficult)\s+to\s+" + _ADVERB
+            r"\b(?:impossible|not\s+possible|no\s+way|hard|difficult)\s+(?:for\s+me\s+)?to\s+" + _ADVERB
             + r"(?:determine|tell|say|know|identify|infer|decide|judge|answer)\b",
+            r"\b(?:impossible|not\s+possible)\s+for\s+me\s+to\s+(?:hear|listen|access|analy[sz]e|process|play)\b",
+            r"\b(?:which|that|something)\s+i\s+(?:cannot|can't|can\s+not|am\s+unable\s+to|am\s+not\s+able\s+to)\s+do\b"
+            r"|\b(?:isn't|is\s+not)\s+something\s+i\s+(?:can|am\s+able\s+to)\s+do\b",
             r"\bidk\b",
             r"\b(?:insufficient|not\s+enough)\s+(?:information|info|context|evidence|details?|data)\b",
             r"\b(?:audio|clip|recording)\s+(?:does\s+not|doesn't)\s+(?:contain|provide|include|give|offer|have)"
@@ -180,9 +183,9 @@ _REFUSE = re.compile(
             # asking for it: "Could you please provide the audio?", "Sure, please share the conversation"
             # at a sentence's start or after "sure," / "but": "The speaker asks: could you send the file?" reports speech
             r"(?:^\W*|(?<=[.!?\n])\s*|\b(?:sure|okay|ok|but|so|then|and|however|alternatively),?\s+)(?:please|kindly|could\s+you|can\s+you|would\s+you|if\s+you\s+(?:can|could)|once\s+you|you\s+(?:will\s+|would\s+)?need\s+to)"
-            r"\s+(?:please\s+)?(?:provide|share|upload|attach|send|play|describe|give|include|supply|paste|transcribe)\b(?:\s+\S+){0,5}?\s+"
-            r"(?:" + _INPUT + r"|(?:more\s+)?(?:details?|description|context|information|transcription)\b)",
-            r"\bi\s+(?:would\s+|will\s+)?(?:need|require)\s+(?:to\s+(?:hear|listen\s+to|access|analy[sz]e)\s+|access\s+to\s+|more\s+)?"
+            r"\s+(?:please\s+)?(?:provide|share|upload|attach|send|play|describe|give|include|supply|paste|transcribe)\b(?:(?:\s+\S+){0,5}?\s+"
+            r"(?:" + _INPUT + r"|(?:more\s+)?(?:details?|description|context|information|transcription)\b)|\s+(?:it|them)\b)",
+            r"\bi(?:'d|\s+would|\s+will)?\s+(?:need|require)\s+(?:to\s+(?:hear|listen\s+to|access|analy[sz]e)\s+|access\s+to\s+|more\s+)?"
             r"(?:" + _MEDIUM + r"|information|context|details)",
             r"\b(?:sorry|apologi[sz]e)\b[^.!?\n]{0,40}?\b(?:i|we)(?:'m|\s+am|\s+are)?\s+(?:cannot|can't|can\s+not|could\s+not|couldn't"
             r"|unable|not\s+able|do\s+not|don't)\b",
