@@ -128,6 +128,9 @@ def import_dataset(
 ) -> ImportReport:
     """Validate and import a dataset file (JSON list or JSONL) into the store, all or nothing.
 
+    `path` may also be a bundled dataset's name (BUNDLED: mmau-test-mini, mmau-test-mini-2025-03), which
+    stands for its file where no such file exists.
+
     :param name: the dataset's name; the file's stem by default
     :param format: "mmau" (MMAU's own JSON), "mmau-hf" (the Hugging Face layout: `instruction`,
       letter-prefixed `choices`, `other_attributes`), or "auto" to tell them apart by their fields
@@ -138,6 +141,8 @@ def import_dataset(
     duplicate ids, unknown modality); nothing is written then.
     """
     path = os.fspath(path)
+    if path in BUNDLED and not os.path.exists(path):
+        path = os.fspath(BUNDLED[path])
     name = name or Path(path).stem
     if not _NAME.fullmatch(name):
         raise DatasetError(f"dataset name {name!r}: use letters, digits, '.', '_' or '-' (at most 100)")

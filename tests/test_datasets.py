@@ -345,3 +345,9 @@ def test_a_run_that_answers_part_of_its_dataset_says_n_of_n_in_metrics_and_on_th
     services = Services.build(Settings(lab, str(tmp_path / "data"), backend="scripted", n_boot=20))
     board = services.dashboard.metrics()
     assert "30 of 1000 items answered" in summary_text(board) and board.as_dict()["partial"] == board.partial
+
+
+@pytest.mark.parametrize("name", ["mmau-test-mini", "mmau-test-mini-2025-03"])
+def test_a_bundled_revision_imports_by_its_name(db, name):
+    report = import_dataset(db, name)
+    assert (report.dataset, report.imported, report.modalities) == (name, 1000, {"sound": 333, "music": 334, "speech": 333})

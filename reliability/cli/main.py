@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate every record, then import all of them or none. Items whose audio file is "
         "missing are listed and skipped (or kept without audio with --keep-missing-audio).",
     )
-    p.add_argument("file", help="a JSON list or JSONL file")
+    p.add_argument("file", help="a JSON list or JSONL file, or a bundled dataset's name: mmau-test-mini, mmau-test-mini-2025-03")
     p.add_argument("--name", help="dataset name (default: the file name without extension)")
     p.add_argument("--format", default="auto", choices=["auto", "mmau", "mmau-hf"], help="file layout (default: auto)")
     p.add_argument("--audio-dir", help="folder the audio paths are resolved against; without it, items have no audio")
