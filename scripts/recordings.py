@@ -93,8 +93,14 @@ def parse_clip(data: dict) -> ClipSpec:
     )
 
 
-def check(sources: dict[str, Source], clips: list[ClipSpec], where: str) -> None:
-    """Raise SetError naming the first bad clip, question or source."""
+def check(sources: dict[str, Source], clips: list[ClipSpec], where: str, real_only: bool = False) -> None:
+    """Raise SetError naming the first bad source, clip or question; with real_only, a made source is bad too."""
+    for source in sources.values():
+        if source.registry not in REGISTRIES:
+            raise SetError(f"{where}: source {source.name!r}: registry {source.registry!r} is not one of {', '.join(REGISTRIES)}")
+    made = sorted(name for name, source in sources.items() if source.registry == "made")
+    if real_only and made:
+        raise SetError(f"{where}: this set holds real recordings only; made sources: {', '.join(made)}")
     seen = set()
     for clip in clips:
         at = f"{where}: clip {clip.id!r}"
@@ -116,19 +122,16 @@ def check(sources: dict[str, Source], clips: list[ClipSpec], where: str) -> None
                 raise SetError(f"{at}: {q.question!r} needs 4 different choices, got {list(q.choices)}")
             if q.answer != IDK and q.answer not in q.choices:
                 raise SetError(f"{at}: answer {q.answer!r} is neither a choice nor {IDK!r}")
-    for source in sources.values():
-        if source.registry not in REGISTRIES:
-            raise SetError(f"{where}: source {source.name!r}: registry {source.registry!r} is not one of {', '.join(REGISTRIES)}")
 
 
-def load_spec(path: Path) -> tuple[dict[str, Source], list[ClipSpec]]:
+def load_spec(path: Path, real_only: bool = False) -> tuple[dict[str, Source], list[ClipSpec]]:
     """Read and check a questions file whose clips are all written out. Raises SetError on a bad one."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         sources, clips = parse_sources(data["sources"]), [parse_clip(c) for c in data["clips"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SetError(f"{path}: not a valid spec ({type(exc).__name__}: {exc})") from exc
-    check(sources, clips, str(path))
+    check(sources, clips, str(path), real_only)
     return sources, clips
 
 

