@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import random
 import sys
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -104,7 +106,7 @@ def test_a_built_clip_with_a_dev_clips_audio_is_refused(tmp_path):
 
 
 def test_melodies_move_as_their_questions_say():
-    rng = __import__("random").Random(0)
+    rng = random.Random(0)
     assert build_train_set.melody(rng, 60, "it rises") == sorted(build_train_set.melody(rng, 60, "it rises"))
     falls = build_train_set.melody(rng, 60, "it falls")
     assert falls == sorted(falls, reverse=True) and falls[0] > falls[-1]
@@ -149,6 +151,8 @@ def test_a_rebuild_keeps_made_clips_and_remakes_a_changed_one(tmp_path, monkeypa
     made = []
     real_render = build_train_set.render
     monkeypatch.setattr(build_train_set, "render", lambda clip, work: made.append(clip.id) or real_render(clip, work))
+    # soundfile instead of the lab's librosa loader: this test is about what gets remade, and librosa's first import takes seconds
+    monkeypatch.setattr(recordings, "load_audio", lambda path: SimpleNamespace(samples=sf.read(path, dtype="float32")[0]))
     out, quiet = tmp_path / "out", lambda line: None
     counts = build_train_set.build(out, spec, dev_dir=tmp_path / "no-devset", say=quiet)
     assert counts == {"speech": 2}, counts
