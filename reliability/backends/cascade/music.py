@@ -1,0 +1,84 @@
+"""Music tags for the cascade: musicnn's MagnaTagATune model (50 tags: instruments, genres, voices, moods) on onnxruntime.
+
+The ONNX file beside this module was converted once from the `musicnn` 0.1.0 wheel by
+scripts/convert_musicnn.py (ISC licence and provenance in MUSICNN-LICENSE.txt); no TensorFlow runs here.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from reliability.audio import SAMPLE_RATE
+from reliability.backends.cascade.text_model import require
+from reliability.errors import AudioError
+
+MODEL_PATH = Path(__file__).with_name("musicnn_mtt.onnx")
+INPUT_NAME, OUTPUT_NAME = "model/x:0", "model/tags:0"
+
+# musicnn's configuration.py: the front end it was trained on, and MTT_LABELS in the model's output order
+FFT_SIZE, FFT_HOP, N_MELS = 512, 256, 96
+PATCH_FRAMES = 187  # 3 s: librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1, as its extractor
+PATCH_SAMPLES = 3 * SAMPLE_RATE  # a shorter clip is zero-padded to this, the least that gives one patch
+MTT_LABELS = (
+    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast", "piano",
+    "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male", "singing",
+    "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman", "male vocal", "no vocal", "pop",
+    "soft", "sitar", "solo", "man", "classic", "choir", "voice", "new age", "dance", "male voice",
+    "female vocal", "beats", "harp", "cello", "no voice", "weird", "country", "metal", "female voice", "choral",
+)  # fmt: skip
+
+
+def log_mel(samples: np.ndarray) -> np.ndarray:
+    """musicnn's input features, (frames, 96) float32: librosa's power mel spectrogram, then log10(10000 x + 1).
+
+    musicnn's own extractor casts the mel to float16 before the log, so loud clips overflow to inf and
+    all get the same tags; this keeps float32 throughout.
+    """
+    librosa = require("librosa")
+    mel = librosa.feature.melspectrogram(y=samples, sr=SAMPLE_RATE, hop_length=FFT_HOP, n_fft=FFT_SIZE, n_mels=N_MELS)
+    return np.log10(10000 * mel.T.astype(np.float32) + 1)
+
+
+def patches(features: np.ndarray) -> np.ndarray:
+    """(frames, 96) -> (n, 187, 96): back-to-back 3 s patches; a last partial patch is dropped, as musicnn does."""
+    n = features.shape[0] // PATCH_FRAMES
+    return features[: n * PATCH_FRAMES].reshape(n, PATCH_FRAMES, N_MELS)
+
+
+class MusicTagger:
+    """musicnn (MTT) tags of a 16 kHz mono clip; the ONNX session is built on first use.
+
+    A tag's clip score is the mean of its sigmoid over the 3 s patches, as musicnn's `top_tags` pools it.
+    On speech and other non-music sound the scores are low and meaningless: read them only for music.
+    """
+
+    def __init__(self, threads: int = 0, model_path: Path = MODEL_PATH):
+        self.threads = threads  # 0: onnxruntime's own choice (all cores)
+        self.model_path = model_path
+        self._session = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        with self._lock:
+            if self._session is None:
+                ort = require("onnxruntime")
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = self.threads
+                self._session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
+
+    def patch_scores(self, samples: np.ndarray) -> np.ndarray:
+        """(n_patches, 50) sigmoid scores, one row per 3 s of the clip (musicnn's taggram)."""
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.ndim != 1 or samples.size == 0:
+            raise AudioError(f"the music tagger takes a non-empty mono clip, got samples of shape {samples.shape}")
+        self.load()
+        samples = np.pad(samples, (0, max(0, PATCH_SAMPLES - samples.size)))
+        (scores,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: patches(log_mel(samples))})
+        return scores
+
+    def __call__(self, samples: np.ndarray) -> list[tuple[str, float]]:
+        """All 50 tags with their clip scores, best first."""
+        clip = self.patch_scores(samples).mean(axis=0)
+        return [(MTT_LABELS[i], float(clip[i])) for i in np.argsort(-clip, kind="stable")]
