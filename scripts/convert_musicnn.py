@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import subprocess
 import sys
 import tempfile
 import zipfile
@@ -79,30 +80,46 @@ def check(out: Path, run_tf) -> float:
     rng = np.random.default_rng(0)
     t = np.arange(12 * 16000) / 16000
     samples = (0.3 * np.sin(2 * np.pi * (100 + 300 * t) * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
-    batch = music.patches(music.log_mel(samples))
-    onnx_scores = music.MusicTagger(model_path=out).patch_scores(samples)
-    return float(np.abs(onnx_scores - run_tf(batch)).max())
+    tagger = music.MusicTagger(model_path=out)
+    return float(np.abs(tagger.patch_scores(samples) - run_tf(tagger.inputs(samples))).max())
 
 
-def compare(clips: list[str], out: Path, run_tf) -> None:
+def musicnn_taggram(clip: str, package: Path) -> np.ndarray:
+    """musicnn's own extractor() on a file, in a fresh process: a second call in one process runs unrestored weights."""
+    with tempfile.TemporaryDirectory() as tmp:
+        code = (
+            f"import sys, numpy; sys.path.insert(0, {str(package.parent)!r}); from musicnn.extractor import extractor; "
+            f"numpy.save({tmp + '/t.npy'!r}, extractor({clip!r}, model={MODEL!r}, extract_features=False)[0])"
+        )
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+        return np.load(tmp + "/t.npy")
+
+
+def compare(clips: list[str], out: Path, package: Path, run_tf) -> None:
     import librosa
 
     tagger = music.MusicTagger(model_path=out)
     for clip in clips:
-        samples, _ = librosa.load(clip, sr=16000)  # as musicnn's batch_data loads a file
+        samples, _ = librosa.load(clip, sr=music.SAMPLE_RATE)  # as musicnn's batch_data loads a file
         mel = librosa.feature.melspectrogram(
-            y=samples, sr=16000, hop_length=music.FFT_HOP, n_fft=music.FFT_SIZE, n_mels=music.N_MELS
+            y=samples, sr=music.SAMPLE_RATE, hop_length=music.FFT_HOP, n_fft=music.FFT_SIZE, n_mels=music.N_MELS
         ).T
-        with np.errstate(over="ignore"):
-            own = run_tf(music.patches(np.log10(10000 * mel.astype(np.float16) + 1)))  # musicnn's extractor, float16
-        fixed = run_tf(music.patches(np.log10(10000 * mel.astype(np.float32) + 1)))
+        librosa_float32 = run_tf(music.patches(np.log10(10000 * mel.astype(np.float32) + 1)))
+        own = musicnn_taggram(clip, package)  # its float16 log mel
         lab = tagger.patch_scores(samples)
-        top = [music.MTT_LABELS[i] for i in np.argsort(-lab.mean(axis=0))[:5]]
+        top = ", ".join(f"{label} {score:.2f}" for label, score in tagger(samples)[:5])
         print(
-            f"{clip}: {len(lab)} patches; max |lab - TF float32| per patch {np.abs(lab - fixed).max():.2e}, "
-            f"clip {np.abs(lab.mean(0) - fixed.mean(0)).max():.2e}; max |lab - musicnn float16| per patch "
-            f"{np.abs(lab - own).max():.2e}; top tags {top}"
+            f"{clip}: {len(lab)} patches; max |lab - TF on librosa float32| {np.abs(lab - librosa_float32).max():.1e} "
+            f"per patch, {np.abs(lab.mean(0) - librosa_float32.mean(0)).max():.1e} per clip; "
+            f"max |lab - musicnn extractor (float16)| {np.abs(lab - own).max():.1e} per patch, "
+            f"{np.abs(lab.mean(0) - own.mean(0)).max():.1e} per clip; top: {top}"
         )
+
+
+def versions() -> str:
+    from importlib.metadata import version
+
+    return ", ".join(f"{name} {version(name)}" for name in ("tensorflow", "tf_keras", "tf2onnx", "onnx"))
 
 
 def provenance(wheel: Path, package: Path, out: Path) -> str:
@@ -116,6 +133,7 @@ Provenance
 - source: {wheel.name} from PyPI, SHA-256 {sha256(wheel)}
 - converted by scripts/convert_musicnn.py: graph built with is_training=False, weights restored from
   musicnn/{MODEL}/, frozen with convert_variables_to_constants, converted with tf2onnx (opset {OPSET})
+- tools: {versions()}
 - command: python scripts/convert_musicnn.py --wheel {wheel.name}
 - input {music.INPUT_NAME}: float32 [batch, {music.PATCH_FRAMES}, {music.N_MELS}] log10(10000 mel + 1) patches of 3 s
   (16 kHz, n_fft {music.FFT_SIZE}, hop {music.FFT_HOP}, {music.N_MELS} mels); output {music.OUTPUT_NAME}: float32
@@ -140,7 +158,7 @@ def main() -> None:
         frozen, run_tf = frozen_graph(package)
         convert(frozen, args.out)
         print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB); max |ONNX - TF| {check(args.out, run_tf):.2e}")
-        compare(args.compare, args.out, run_tf)
+        compare(args.compare, args.out, package, run_tf)
         notice = args.out.with_name("MUSICNN-LICENSE.txt")
         notice.write_text(provenance(args.wheel, package, args.out))
         print(f"wrote {notice}")

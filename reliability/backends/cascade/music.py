@@ -21,6 +21,7 @@ INPUT_NAME, OUTPUT_NAME = "model/x:0", "model/tags:0"
 FFT_SIZE, FFT_HOP, N_MELS = 512, 256, 96
 PATCH_FRAMES = 187  # 3 s: librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1, as its extractor
 PATCH_SAMPLES = 3 * SAMPLE_RATE  # a shorter clip is zero-padded to this, the least that gives one patch
+WINDOW = np.hanning(FFT_SIZE + 1)[:-1].astype(np.float32)  # periodic, as librosa's get_window("hann")
 MTT_LABELS = (
     "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast", "piano",
     "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male", "singing",
@@ -30,15 +31,18 @@ MTT_LABELS = (
 )  # fmt: skip
 
 
-def log_mel(samples: np.ndarray) -> np.ndarray:
-    """musicnn's input features, (frames, 96) float32: librosa's power mel spectrogram, then log10(10000 x + 1).
+def log_mel(samples: np.ndarray, mel: np.ndarray) -> np.ndarray:
+    """musicnn's input features, (frames, 96) float32: log10(10000 x + 1) of the power mel spectrogram.
 
-    musicnn's own extractor casts the mel to float16 before the log, so loud clips overflow to inf and
-    all get the same tags; this keeps float32 throughout.
+    The same numbers as its extractor's librosa.feature.melspectrogram (centred frames, zero padding,
+    periodic Hann window), in numpy: librosa's first STFT costs seconds of start-up. musicnn's extractor
+    also casts the mel to float16 before the log, so that loud clips overflow to inf and all get the
+    same tags; this stays in float32.
     """
-    librosa = require("librosa")
-    mel = librosa.feature.melspectrogram(y=samples, sr=SAMPLE_RATE, hop_length=FFT_HOP, n_fft=FFT_SIZE, n_mels=N_MELS)
-    return np.log10(10000 * mel.T.astype(np.float32) + 1)
+    padded = np.pad(samples, FFT_SIZE // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, FFT_SIZE)[::FFT_HOP]  # (frames, 512), no copy
+    power = np.abs(np.fft.rfft(frames * WINDOW, axis=1)) ** 2  # (frames, 257)
+    return np.log10(10000 * (power @ mel.T).astype(np.float32) + 1)
 
 
 def patches(features: np.ndarray) -> np.ndarray:
@@ -58,24 +62,32 @@ class MusicTagger:
         self.threads = threads  # 0: onnxruntime's own choice (all cores)
         self.model_path = model_path
         self._session = None
+        self._mel = None
         self._lock = threading.Lock()
 
     def load(self) -> None:
+        """Build the ONNX session and the mel filters; the first call does it, a later one returns at once."""
         with self._lock:
             if self._session is None:
-                ort = require("onnxruntime")
+                ort, librosa = require("onnxruntime"), require("librosa")
+                # librosa.feature.melspectrogram's filters as musicnn calls it: Slaney scale and area norm, 0-8 kHz
+                self._mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=FFT_SIZE, n_mels=N_MELS).astype(np.float32)
                 options = ort.SessionOptions()
                 options.intra_op_num_threads = self.threads
                 self._session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
 
-    def patch_scores(self, samples: np.ndarray) -> np.ndarray:
-        """(n_patches, 50) sigmoid scores, one row per 3 s of the clip (musicnn's taggram)."""
+    def inputs(self, samples: np.ndarray) -> np.ndarray:
+        """The model's input for a clip, (n_patches, 187, 96); a clip shorter than 3 s is zero-padded to one patch."""
         samples = np.asarray(samples, dtype=np.float32)
         if samples.ndim != 1 or samples.size == 0:
             raise AudioError(f"the music tagger takes a non-empty mono clip, got samples of shape {samples.shape}")
         self.load()
-        samples = np.pad(samples, (0, max(0, PATCH_SAMPLES - samples.size)))
-        (scores,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: patches(log_mel(samples))})
+        return patches(log_mel(np.pad(samples, (0, max(0, PATCH_SAMPLES - samples.size))), self._mel))
+
+    def patch_scores(self, samples: np.ndarray) -> np.ndarray:
+        """(n_patches, 50) sigmoid scores, one row per 3 s of the clip (musicnn's taggram)."""
+        batch = self.inputs(samples)
+        (scores,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: batch})
         return scores
 
     def __call__(self, samples: np.ndarray) -> list[tuple[str, float]]:
