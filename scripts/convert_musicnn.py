@@ -16,6 +16,9 @@ Run it in a throwaway virtual environment, never the project's (TensorFlow is ab
 `--compare CLIP ...` also tags audio files three ways and prints the largest score differences:
 musicnn's own TF pipeline (its float16 log mel), the same with a float32 log mel, and the lab's
 MusicTagger on the ONNX file.
+
+A rebuild gives the same weights and scores, but not the same bytes: tf2onnx numbers the nodes it
+adds in an order that varies between runs. MUSICNN-LICENSE.txt records the SHA-256 of the file written.
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from reliability.audio import SAMPLE_RATE
 from reliability.backends.cascade.text_model import require
-from reliability.errors import AudioError
+from reliability.errors import AudioError, BackendError
 
 MODEL_PATH = Path(__file__).with_name("musicnn_mtt.onnx")
 INPUT_NAME, OUTPUT_NAME = "model/x:0", "model/tags:0"
@@ -29,6 +29,14 @@ MTT_LABELS = (
     "soft", "sitar", "solo", "man", "classic", "choir", "voice", "new age", "dance", "male voice",
     "female vocal", "beats", "harp", "cello", "no voice", "weird", "country", "metal", "female voice", "choral",
 )  # fmt: skip
+# What each tag describes, for evidence that reads "instruments: violin, strings; genre: classical";
+# "mood" holds the tempo, loudness and character words
+TAG_KIND = {
+    **dict.fromkeys(("guitar", "strings", "drums", "piano", "violin", "synth", "harpsichord", "flute", "sitar", "harp", "cello"), "instrument"),
+    **dict.fromkeys(("classical", "classic", "techno", "electronic", "rock", "ambient", "indian", "opera", "pop", "new age", "dance", "country", "metal"), "genre"),
+    **dict.fromkeys(("vocal", "vocals", "singing", "voice", "female", "woman", "female vocal", "female voice", "male", "man", "male vocal", "male voice", "choir", "choral", "no vocals", "no vocal", "no voice"), "voice"),
+    **dict.fromkeys(("slow", "fast", "beat", "beats", "loud", "quiet", "soft", "solo", "weird"), "mood"),
+}  # fmt: skip
 
 
 def log_mel(samples: np.ndarray, mel: np.ndarray) -> np.ndarray:
@@ -69,6 +77,8 @@ class MusicTagger:
         """Build the ONNX session and the mel filters; the first call does it, a later one returns at once."""
         with self._lock:
             if self._session is None:
+                if not self.model_path.is_file():
+                    raise BackendError(f"the music tagger's model {self.model_path} is missing: reinstall the lab")
                 ort, librosa = require("onnxruntime"), require("librosa")
                 # librosa.feature.melspectrogram's filters as musicnn calls it: Slaney scale and area norm, 0-8 kHz
                 self._mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=FFT_SIZE, n_mels=N_MELS).astype(np.float32)
