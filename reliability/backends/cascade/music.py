@@ -21,6 +21,7 @@ INPUT_NAME, OUTPUT_NAME = "model/x:0", "model/tags:0"
 FFT_SIZE, FFT_HOP, N_MELS = 512, 256, 96
 PATCH_FRAMES = 187  # 3 s: librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1, as its extractor
 PATCH_SAMPLES = 3 * SAMPLE_RATE  # a shorter clip is zero-padded to this, the least that gives one patch
+BATCH = 4  # patches per run: activations take ~50 MB a patch, so a 10-minute clip in one run would take 10 GB
 WINDOW = np.hanning(FFT_SIZE + 1)[:-1].astype(np.float32)  # periodic, as librosa's get_window("hann")
 MTT_LABELS = (
     "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast", "piano",
@@ -97,8 +98,8 @@ class MusicTagger:
     def patch_scores(self, samples: np.ndarray) -> np.ndarray:
         """(n_patches, 50) sigmoid scores, one row per 3 s of the clip (musicnn's taggram)."""
         batch = self.inputs(samples)
-        (scores,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: batch})
-        return scores
+        runs = (self._session.run([OUTPUT_NAME], {INPUT_NAME: batch[i : i + BATCH]})[0] for i in range(0, len(batch), BATCH))
+        return np.concatenate(list(runs))
 
     def __call__(self, samples: np.ndarray) -> list[tuple[str, float]]:
         """All 50 tags with their clip scores, best first."""
