@@ -76,8 +76,8 @@ def test_packaged_model_takes_3_s_log_mel_patches_and_gives_the_50_tags():
 
 
 def test_every_tag_has_one_kind():
+    assert sorted(INSTRUMENT_TAGS + GENRE_TAGS + VOICE_TAGS + MOOD_TAGS) == sorted(MTT_LABELS)
     assert set(TAG_KIND) == set(MTT_LABELS)
-    assert set(TAG_KIND.values()) == {"instrument", "genre", "voice", "mood"}
 
 
 def test_licence_notice_records_the_packaged_model():

@@ -32,12 +32,18 @@ MTT_LABELS = (
 )  # fmt: skip
 # What each tag describes, for evidence that reads "instruments: violin, strings; genre: classical";
 # "mood" holds the tempo, loudness and character words
+INSTRUMENT_TAGS = ("guitar", "strings", "drums", "piano", "violin", "synth", "harpsichord", "flute", "sitar", "harp", "cello")
+GENRE_TAGS = ("classical", "classic", "techno", "electronic", "rock", "ambient", "indian", "opera", "pop", "new age",
+              "dance", "country", "metal")  # fmt: skip
+VOICE_TAGS = ("vocal", "vocals", "singing", "voice", "female", "woman", "female vocal", "female voice", "male", "man",
+              "male vocal", "male voice", "choir", "choral", "no vocals", "no vocal", "no voice")  # fmt: skip
+MOOD_TAGS = ("slow", "fast", "beat", "beats", "loud", "quiet", "soft", "solo", "weird")
 TAG_KIND = {
-    **dict.fromkeys(("guitar", "strings", "drums", "piano", "violin", "synth", "harpsichord", "flute", "sitar", "harp", "cello"), "instrument"),
-    **dict.fromkeys(("classical", "classic", "techno", "electronic", "rock", "ambient", "indian", "opera", "pop", "new age", "dance", "country", "metal"), "genre"),
-    **dict.fromkeys(("vocal", "vocals", "singing", "voice", "female", "woman", "female vocal", "female voice", "male", "man", "male vocal", "male voice", "choir", "choral", "no vocals", "no vocal", "no voice"), "voice"),
-    **dict.fromkeys(("slow", "fast", "beat", "beats", "loud", "quiet", "soft", "solo", "weird"), "mood"),
-}  # fmt: skip
+    **dict.fromkeys(INSTRUMENT_TAGS, "instrument"),
+    **dict.fromkeys(GENRE_TAGS, "genre"),
+    **dict.fromkeys(VOICE_TAGS, "voice"),
+    **dict.fromkeys(MOOD_TAGS, "mood"),
+}
 
 
 def log_mel(samples: np.ndarray, mel: np.ndarray) -> np.ndarray:
