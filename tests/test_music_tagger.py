@@ -8,17 +8,20 @@ import subprocess
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from reliability.audio import SAMPLE_RATE, load_audio
 from reliability.backends.cascade.music import (
+    GENRE_TAGS,
     INPUT_NAME,
+    INSTRUMENT_TAGS,
     MODEL_PATH,
+    MOOD_TAGS,
     MTT_LABELS,
-    TAG_KIND,
     N_MELS,
     OUTPUT_NAME,
     PATCH_FRAMES,
+    TAG_KIND,
+    VOICE_TAGS,
     MusicTagger,
 )
 from reliability.errors import AudioError, BackendError
