@@ -108,6 +108,12 @@ def test_an_instrument_melody_is_tagged_with_its_family(tmp_path, tagger, progra
     assert label in family and score > 0.4, tags[:5]
 
 
+@pytest.mark.parametrize("program, transpose, instrument", [(0, 0, "piano"), (73, 12, "flute")])
+def test_a_2_s_excerpt_keeps_its_instrument(tmp_path, tagger, program, transpose, instrument):
+    tags = tagger(render(tmp_path, program, transpose)[: 2 * SAMPLE_RATE])
+    assert next(label for label, _ in tags if TAG_KIND[label] == "instrument") == instrument, tags[:5]
+
+
 def test_a_loud_clip_keeps_finite_features_and_its_tags(tmp_path, tagger):
     samples = render(tmp_path, 24, -12)
     loud = 0.99 * samples / np.abs(samples).max()  # musicnn's own float16 mel overflows to inf here
@@ -126,7 +132,7 @@ def test_noise_names_no_instrument(tagger):
     assert instruments[0][1] < 0.2, instruments[:3]  # its top tags are "fast", "loud", "techno": gate on YAMNet's music
 
 
-def test_clip_score_is_the_mean_over_3_s_patches_and_a_short_clip_is_padded(tagger):
+def test_clip_score_is_the_mean_over_3_s_patches_and_a_short_clip_is_repeated(tagger):
     assert tagger.patch_scores(tone(seconds=0.5)).shape == (1, 50)
     samples = tone(seconds=10.0)
     patches = tagger.patch_scores(samples)

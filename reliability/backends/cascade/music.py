@@ -20,7 +20,9 @@ INPUT_NAME, OUTPUT_NAME = "model/x:0", "model/tags:0"
 # musicnn's configuration.py: the front end it was trained on, and MTT_LABELS in the model's output order
 FFT_SIZE, FFT_HOP, N_MELS = 512, 256, 96
 PATCH_FRAMES = 187  # 3 s: librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1, as its extractor
-PATCH_SAMPLES = 3 * SAMPLE_RATE  # a shorter clip is zero-padded to this, the least that gives one patch
+# A clip shorter than this (3 s, the least that gives one patch) is repeated to fill it: silence as padding
+# pulls the tags towards "guitar" and "quiet" (a 2 s piano excerpt: guitar 0.41 zero-padded, piano 0.65 repeated)
+PATCH_SAMPLES = 3 * SAMPLE_RATE
 BATCH = 4  # patches per run: activations take ~50 MB a patch, so a 10-minute clip in one run would take 10 GB
 WINDOW = np.hanning(FFT_SIZE + 1)[:-1].astype(np.float32)  # periodic, as librosa's get_window("hann")
 MTT_LABELS = (
@@ -94,12 +96,12 @@ class MusicTagger:
                 self._session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
 
     def inputs(self, samples: np.ndarray) -> np.ndarray:
-        """The model's input for a clip, (n_patches, 187, 96); a clip shorter than 3 s is zero-padded to one patch."""
+        """The model's input for a clip, (n_patches, 187, 96); a clip shorter than 3 s is repeated to fill one patch."""
         samples = np.asarray(samples, dtype=np.float32)
         if samples.ndim != 1 or samples.size == 0:
             raise AudioError(f"the music tagger takes a non-empty mono clip, got samples of shape {samples.shape}")
         self.load()
-        return patches(log_mel(np.pad(samples, (0, max(0, PATCH_SAMPLES - samples.size))), self._mel))
+        return patches(log_mel(np.resize(samples, max(samples.size, PATCH_SAMPLES)), self._mel))
 
     def patch_scores(self, samples: np.ndarray) -> np.ndarray:
         """(n_patches, 50) sigmoid scores, one row per 3 s of the clip (musicnn's taggram)."""
