@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Extra pip arguments, e.g. PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" for a CPU torch elsewhere.
 PIP_ARGS ?=
-DEBIAN_PACKAGES := chromium espeak-ng sox libsox-fmt-all ffmpeg
+DEBIAN_PACKAGES := chromium espeak-ng sox libsox-fmt-all ffmpeg fluidsynth fluid-soundfont-gm
 
 .PHONY: demo test system-deps demo-clips bench clean
 

@@ -27,10 +27,17 @@ from reliability.types import MODALITIES, Answer, Decoding, Item, Judgement
 
 FORMATS = ("auto", "mmau", "mmau-hf")
 EXTERNAL = "external"  # backend name and prompt version of runs imported from predictions files
+EXTERNAL_LETTERED = "external-lettered"  # the prompt version of those whose model saw the options with letters
 PREDICTION_KEYS = ("model_output", "model_prediction")  # MMAU's script reads the first, its README names the second
 T = TypeVar("T")
-# MMAU test-mini's question file (Apache-2.0, licence beside it), shipped so imports and no-audio runs work offline
-MMAU_TEST_MINI = Path(__file__).resolve().parent / "data" / "mmau-test-mini.json"
+# MMAU test-mini's question files (Apache-2.0; licence, source commits and dates beside them in data/PROVENANCE.md),
+# shipped so imports and no-audio runs work offline: the revision v05.15.25 (August 2025) and the March 2025
+# original, on which most published predictions were made. The file's stem is the dataset's name.
+_DATA = Path(__file__).resolve().parent / "data"
+MMAU_TEST_MINI = _DATA / "mmau-test-mini.json"
+MMAU_TEST_MINI_2025_03 = _DATA / "mmau-test-mini-2025-03.json"
+BUNDLED = {path.stem: path for path in (MMAU_TEST_MINI, MMAU_TEST_MINI_2025_03)}
+_CONTENT = ("question", "choices", "answer")  # what a predictions record may carry of its question
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _LETTER_PREFIX = re.compile(r"^\(([A-Z])\)\s*(?=\S)")  # "(A) Man" in the Hugging Face layout; "(A)" alone is a letter
 _BARE_LETTER = re.compile(r"\(?([A-Z])\)?")
@@ -85,6 +92,15 @@ def missing_audio_line(problems: list[Problem], what: str, shown: int = 3) -> st
     return f"{len(problems)} items {what}: audio file not found, e.g. {', '.join(paths)}{more}"
 
 
+class VersionMismatchError(DatasetError):
+    """Predictions made for another revision of a dataset's questions; `bundled` names the bundled revision that
+    matches them (`bundled_path` its file), or is None."""
+
+    def __init__(self, message: str, bundled: str | None = None, bundled_path: Path | None = None):
+        super().__init__(message)
+        self.bundled, self.bundled_path = bundled, bundled_path
+
+
 class _Bad(Exception):
     """A record that cannot be read; the message is the reason."""
 
@@ -112,6 +128,9 @@ def import_dataset(
 ) -> ImportReport:
     """Validate and import a dataset file (JSON list or JSONL) into the store, all or nothing.
 
+    `path` may also be a bundled dataset's name (BUNDLED: mmau-test-mini, mmau-test-mini-2025-03), which
+    stands for its file where no such file exists.
+
     :param name: the dataset's name; the file's stem by default
     :param format: "mmau" (MMAU's own JSON), "mmau-hf" (the Hugging Face layout: `instruction`,
       letter-prefixed `choices`, `other_attributes`), or "auto" to tell them apart by their fields
@@ -122,6 +141,8 @@ def import_dataset(
     duplicate ids, unknown modality); nothing is written then.
     """
     path = os.fspath(path)
+    if path in BUNDLED and not os.path.exists(path):
+        path = os.fspath(BUNDLED[path])
     name = name or Path(path).stem
     if not _NAME.fullmatch(name):
         raise DatasetError(f"dataset name {name!r}: use letters, digits, '.', '_' or '-' (at most 100)")
@@ -157,22 +178,31 @@ def import_predictions(
     method: str = "baseline",
     condition: str = "full",
     records: list[Any] | None = None,
+    field: str | None = None,
+    lettered: bool = False,
 ) -> ImportReport:
     """Import replies a model gave elsewhere (e.g. a real LALM on a GPU cluster) as a run, judged here.
 
-    The file is a JSON list or JSONL of records with `id` and `model_output` (or `model_prediction`),
-    such as MMAU's own prediction files. Every id must be an item of `dataset`. Importing the same
-    model's predictions again updates that run's answers. All or nothing, like import_dataset.
+    The file is a JSON list or JSONL of records with `id` and `model_output` (or `model_prediction`, or
+    the `field` named), such as MMAU's own prediction files. Every id must be an item of `dataset`, and
+    where a record carries its own question, choices or answer they must be the item's: a file made
+    on another revision of the questions raises VersionMismatchError (naming the bundled revision that
+    matches it), so that no reply is scored against another key. Importing the same model's predictions
+    again updates that run's answers. All or nothing, like import_dataset.
     `records`: such records already read from `path` by another reader (reliability.lmms_eval).
+    `lettered`: the model saw the options with letters (also said by a `"lettered": true` field in every
+    record); by default they were shown without, so a letter that contradicts the option a reply names gives way.
     """
     path = os.fspath(path)
     condition = parse_condition(condition).name
     records = read_records(path) if records is None else records
     items = {stored.item.id: stored for stored in store.stored_items(db, dataset)}
     report = ImportReport(source=path, dataset=dataset, format="predictions", records=len(records))
+    lettered = _lettered(path, records, lettered)
+    check_version(path, records, items, dataset)
 
     def read(number: int, record: Any) -> tuple[str, tuple[store.StoredItem, str]]:
-        item_id, text = _prediction(record)
+        item_id, text = _prediction(record, field)
         if item_id not in items:
             raise _Bad(f"no such item in dataset {dataset!r}")
         return item_id, (items[item_id], text)
@@ -185,34 +215,45 @@ def import_predictions(
         db,
         dataset,
         {"backend": EXTERNAL, "model_id": model, "adapter": None},
-        {"method": method, "prompt_version": EXTERNAL},
+        {"method": method, "prompt_version": EXTERNAL_LETTERED if lettered else EXTERNAL},
         decoding,
         condition,
         JUDGE_VERSION,
         source=path,
     )
-    answers = [Answer(stored.item.id, method, text, judge_as_shown(text, stored), [], decoding) for stored, text in replies]
+    answers = [Answer(stored.item.id, method, text, judge_as_shown(text, Shown(stored, lettered)), [], decoding) for stored, text in replies]
     store.save_answers(db, run.id, answers, [None] * len(answers), JUDGE_VERSION)
     report.run_id, report.imported = run.id, len(answers)
     return report
 
 
-def imported_items(db: sqlite_utils.Database, run_ids: Iterable[str]) -> dict[str, store.StoredItem]:
-    """Answer id -> its stored item, for the answers of runs imported from predictions files, whose replies
+@dataclass(frozen=True)
+class Shown:
+    """An item as a model elsewhere was shown it: the stored item, and whether its options had letters."""
+
+    stored: store.StoredItem
+    lettered: bool = False
+
+
+def imported_items(db: sqlite_utils.Database, run_ids: Iterable[str]) -> dict[str, Shown]:
+    """Answer id -> its item as shown, for the answers of runs imported from predictions files, whose replies
     are judged against the source record's options (judge_as_shown), also when re-judged."""
     found = {}
     for run_id in set(run_ids):
         run = store.get_run(db, run_id)
         if run.backend == EXTERNAL:
-            found.update((store.content_id(run.id, s.item.id), s) for s in store.stored_items(db, run.dataset))
+            lettered = run.prompt_version == EXTERNAL_LETTERED
+            found.update((store.content_id(run.id, s.item.id), Shown(s, lettered)) for s in store.stored_items(db, run.dataset))
     return found
 
 
-def judge_as_shown(text: str, stored: store.StoredItem) -> Judgement:
+def judge_as_shown(text: str, shown: Shown) -> Judgement:
     """Judge a reply made elsewhere against the options as that model saw them: the source record's list,
-    repeats included, so that "(C)" names the third option there; the choice is then the merged option."""
+    repeats included, so that "(C)" names the third option there, with or without letters; the choice is
+    then the merged option."""
+    stored = shown.stored
     item = stored.item
-    verdict = judge(text, _shown_choices(stored), item.answer)
+    verdict = judge(text, _shown_choices(stored), item.answer, lettered=shown.lettered)
     if verdict.choice is None:
         return verdict
     merged = next((c for c in item.choices if c.strip().lower() == verdict.choice.strip().lower()), verdict.choice)
@@ -228,6 +269,81 @@ def _shown_choices(stored: store.StoredItem) -> list[str]:
     if "instruction" in raw or "other_attributes" in raw:  # the Hugging Face layout prefixes "(A) "
         return [_LETTER_PREFIX.sub("", c).strip() for c in choices]
     return choices
+
+
+def check_version(path: str, records: list[Any], items: dict[str, store.StoredItem], dataset: str) -> None:
+    """Refuse predictions made for other questions than the dataset's, in one line: how many records, one example,
+    and the bundled question file they match, if any. A record is compared on what it carries of its own question
+    (question, choices, answer; spacing aside); one whose id the dataset lacks counts too where the file carries
+    questions or a bundled file matches it. Records that are not objects are left to the per-record check."""
+    shown = {item_id: _content(stored) for item_id, stored in items.items()}
+    differ = [(r, why) for r in _objects(records) if (why := _difference(r, shown)) is not None]
+    if not differ:
+        return
+    carries = any(k in r for r in _objects(records) for k in _CONTENT)
+    changed = [d for d in differ if d[1] != "not in the dataset"]
+    bundled = next((name for name, file in BUNDLED.items() if name != dataset and _matches(records, file)), None)
+    if not changed and not carries and bundled is None:
+        return  # ids alone, unknown anywhere: listed record by record as no such item
+    record, why = (changed or differ)[0]
+    message = (
+        f"{path}: {len(differ)} of {len(records)} record(s) were made for other questions than dataset {dataset!r} holds "
+        f"(e.g. id {record['id']}: {why}); nothing imported, so that no reply is scored against another key"
+    )
+    if bundled:
+        message += f"; the file matches the bundled question file {bundled!r}"
+    raise VersionMismatchError(message, bundled, BUNDLED.get(bundled))
+
+
+def _objects(records: list[Any]) -> list[dict[str, Any]]:
+    return [r for r in records if isinstance(r, dict) and isinstance(r.get("id"), (str, int)) and not isinstance(r.get("id"), bool)]
+
+
+def _content(stored: store.StoredItem) -> dict[str, Any]:
+    item = stored.item
+    return {"question": _spaced(item.question), "choices": [_spaced(c) for c in _shown_choices(stored)], "answer": _spaced(item.answer)}
+
+
+def _difference(record: dict[str, Any], shown: dict[str, dict[str, Any]]) -> str | None:
+    """Why a predictions record was made for another question than the stored one, or None."""
+    item = shown.get(str(record["id"]))
+    if item is None:
+        return "not in the dataset"
+    for key in _CONTENT:
+        if key not in record:
+            continue
+        value = record[key]
+        if key == "choices":
+            value = [_spaced(_LETTER_PREFIX.sub("", c)) for c in value] if isinstance(value, list) and all(isinstance(c, str) for c in value) else value
+        elif isinstance(value, str):
+            value = _spaced(_LETTER_PREFIX.sub("", value))
+        if value != item[key]:
+            return f"its {'choices differ' if key == 'choices' else key + ' differs'}"
+    return None
+
+
+def _matches(records: list[Any], file: Path) -> bool:
+    """Whether every record is an item of this bundled question file, with the same content where it carries any."""
+    shown = {
+        str(r["id"]): {"question": _spaced(r["question"]), "choices": [_spaced(c) for c in r["choices"]], "answer": _spaced(r["answer"])}
+        for r in json.loads(file.read_text(encoding="utf-8"))
+    }
+    objects = _objects(records)
+    return bool(objects) and all(_difference(r, shown) is None for r in objects)
+
+
+def _spaced(text: str | None) -> str | None:
+    return None if text is None else " ".join(text.split())
+
+
+def _lettered(path: str, records: list[Any], lettered: bool) -> bool:
+    """Whether the options were shown with letters: the flag, or a `lettered` field all records agree on."""
+    said = {r["lettered"] for r in records if isinstance(r, dict) and "lettered" in r}
+    if not said <= {True, False}:
+        raise DatasetError(f"{path}: 'lettered' should be true or false, got {sorted(map(repr, said))}")
+    if len(said) > 1:
+        raise DatasetError(f"{path}: records disagree on 'lettered'; a file is one run, shown its options one way")
+    return lettered or said == {True}
 
 
 def _read_all(path: str, records: list[Any], read: Callable[[int, Any], tuple[str, T]], report: ImportReport) -> list[T]:
@@ -408,12 +524,14 @@ def _find_audio(audio_dir: str | os.PathLike, names: list[str]) -> str | None:
     return None
 
 
-def _prediction(record: Any) -> tuple[str, str]:
+def _prediction(record: Any, field: str | None = None) -> tuple[str, str]:
     r = _object(record)
     item_id = _text(r, "id")
-    key = next((k for k in PREDICTION_KEYS if k in r), None)
+    keys = (field,) if field else PREDICTION_KEYS
+    key = next((k for k in keys if k in r), None)
     if key is None:
-        raise _Bad(f"missing field {' or '.join(repr(k) for k in PREDICTION_KEYS)}")
+        hint = "" if field else "; name another with --field NAME"
+        raise _Bad(f"missing field {' or '.join(repr(k) for k in keys)}{hint}")
     if not isinstance(r[key], str):
         raise _Bad(f"{key} should be text, got {type(r[key]).__name__}")
     return item_id, r[key]

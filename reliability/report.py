@@ -82,6 +82,24 @@ class Setup:
 
 
 @dataclass(frozen=True)
+class Coverage:
+    """How many of its dataset's items a run answered: "n of N", said wherever a run answered fewer."""
+
+    fields: dict[str, str]  # the run's setup (e.g. model, condition)
+    label: str  # the run's method label
+    answered: int  # items with an answer
+    items: int  # the dataset's items
+
+    @property
+    def partial(self) -> bool:
+        return self.answered < self.items
+
+    def __str__(self) -> str:
+        setup = " ".join(v for v in self.fields.values() if v)
+        return f"{setup + ' ' if setup else ''}{self.label}: {self.answered} of {self.items} items answered"
+
+
+@dataclass(frozen=True)
 class Report:
     """A dataset's metrics: every setup's rows, then the row of the humans' own answers."""
 
@@ -90,6 +108,12 @@ class Report:
     human_rows: list[dict[str, Any]]
     groups: dict[str, str]  # item id -> modality
     answers: int  # answers of the runs
+    coverage: list[Coverage] = dataclasses.field(default_factory=list)  # per run, in the setups' order
+
+    @property
+    def partial(self) -> list[Coverage]:
+        """The runs that answered fewer items than their dataset has."""
+        return [c for c in self.coverage if c.partial]
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -165,7 +189,28 @@ def build(
     if people.outcomes:
         table = metrics_table({HUMAN_LABEL: people.outcomes}, groups, None, {HUMAN_LABEL: store.HUMAN}, n_boot, level)
         human_rows = [{**dict.fromkeys(fields, NO_SETUP), **row} for row in table]
-    return Report(setups, people, human_rows, groups, sum(len(r.outcomes) for r in outcomes.values()))
+    coverage = [
+        Coverage(setup.fields, name, len(outcomes[run.id].outcomes), len(groups)) for setup in setups for name, run in setup.runs.items()
+    ]
+    return Report(setups, people, human_rows, groups, sum(len(r.outcomes) for r in outcomes.values()), coverage)
+
+
+def metrics_report(
+    db: sqlite_utils.Database,
+    dataset: str,
+    condition: str | None = None,
+    baseline: str = "baseline",
+    human: bool = True,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    normalize: str = "total",
+) -> Report:
+    """The report of all a dataset's stored runs, set up by backend, model and condition, as the CLI prints it."""
+    runs = store.list_runs(db, dataset, condition)
+    if not runs:
+        raise ReliabilityError(f"no runs of dataset {dataset!r}" + (f" under condition {condition!r}" if condition else ""))
+    fields = {"backend": "backend", "model": "model_id", "condition": "condition"}
+    return build(db, dataset, runs, fields, baseline=baseline, human=human, n_boot=n_boot, level=level, normalize=normalize)
 
 
 def metrics_rows(
@@ -180,11 +225,7 @@ def metrics_rows(
 ) -> list[dict[str, Any]]:
     """The metrics table of all a dataset's stored runs (metrics_table rows plus backend, model, condition),
     as the CLI prints and exports it."""
-    runs = store.list_runs(db, dataset, condition)
-    if not runs:
-        raise ReliabilityError(f"no runs of dataset {dataset!r}" + (f" under condition {condition!r}" if condition else ""))
-    fields = {"backend": "backend", "model": "model_id", "condition": "condition"}
-    return build(db, dataset, runs, fields, baseline=baseline, human=human, n_boot=n_boot, level=level, normalize=normalize).rows
+    return metrics_report(db, dataset, condition, baseline, human, n_boot, level, normalize).rows
 
 
 def key_facts(db: sqlite_utils.Database, run_ids: Sequence[str]) -> tuple[set[str], dict[str, dict[str, bool]]]:

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from annotations import store
-from reliability.datasets import MMAU_TEST_MINI, import_dataset, import_predictions, read_records
+from reliability.datasets import BUNDLED, MMAU_TEST_MINI, VersionMismatchError, import_dataset, import_predictions, read_records
 from reliability.errors import DatasetError
 from reliability.evaluate import rejudge
 from reliability.judge import JUDGE_VERSION
@@ -173,7 +173,7 @@ def test_bad_predictions_are_all_reported_and_none_imported(db, tmp_path):
         import_predictions(db, path, "toy", "m")
     assert [(p.record, p.reason) for p in err.value.problems] == [
         (2, "no such item in dataset 'toy'"),
-        (3, "missing field 'model_output' or 'model_prediction'"),
+        (3, "missing field 'model_output' or 'model_prediction'; name another with --field NAME"),
         (4, "duplicate id (first at record 1)"),
     ]
     assert db["runs"].count == 0 and db["answers"].count == 0
@@ -224,3 +224,130 @@ def test_rejudge_moves_imported_answers_to_the_current_judge_and_keeps_the_sourc
     assert rows["id-1"]["parser_outcome"] == "idk"
     assert {r["judge_version"] for r in rows.values()} == {JUDGE_VERSION} == {store.get_run(db, run_id).judge_version}
     assert rejudge(db) == 0
+
+
+def test_both_bundled_revisions_of_mmau_test_mini_differ_as_documented():
+    old, new = (read_records(str(BUNDLED[name])) for name in ("mmau-test-mini-2025-03", "mmau-test-mini"))
+    before, after = ({r["id"]: r for r in records} for records in (old, new))
+    assert len(before) == len(after) == 1000 and len(set(before) - set(after)) == len(set(after) - set(before)) == 106
+
+    def content(r):
+        return (" ".join(r["question"].split()), r["choices"], r["answer"])
+
+    assert sum(content(before[k]) != content(after[k]) for k in set(before) & set(after)) == 257
+    assert BUNDLED["mmau-test-mini"] == MMAU_TEST_MINI
+
+
+def march_predictions(tmp_path, reply=lambda r: r["answer"]):
+    """A published-style predictions file made on the March 2025 questions: each record carries its question."""
+    records = [{**r, "model_output": reply(r)} for r in read_records(str(BUNDLED["mmau-test-mini-2025-03"]))]
+    return write_json(tmp_path, records, "published.json")
+
+
+def test_predictions_made_on_the_other_revision_are_refused_in_one_line_naming_it(db, tmp_path):
+    import_dataset(db, MMAU)
+    with pytest.raises(VersionMismatchError) as err:
+        import_predictions(db, march_predictions(tmp_path), "mmau-test-mini", "m")
+    message = str(err.value)
+    assert "363 of 1000 record(s) were made for other questions" in message and "'mmau-test-mini-2025-03'" in message
+    assert err.value.bundled == "mmau-test-mini-2025-03" and err.value.problems == [] and "\n" not in message
+    assert db["runs"].count == 0
+
+
+def test_only_the_shared_ids_are_still_refused_as_their_keys_changed(db, tmp_path):
+    import_dataset(db, MMAU)
+    current = {r["id"] for r in read_records(str(MMAU))}
+    shared = [r for r in read_records(str(march_predictions(tmp_path))) if r["id"] in current]
+    with pytest.raises(VersionMismatchError, match="257 of 894 record"):
+        import_predictions(db, write_json(tmp_path, shared, "shared.json"), "mmau-test-mini", "m")
+
+
+def test_the_matching_revision_scores_each_reply_against_its_own_key(db, tmp_path):
+    report = import_dataset(db, BUNDLED["mmau-test-mini-2025-03"])
+    assert report.dataset == "mmau-test-mini-2025-03" and report.imported == 1000
+    run_id = import_predictions(db, march_predictions(tmp_path), "mmau-test-mini-2025-03", "m").run_id
+    outcomes = store.run_outcomes(db, [run_id])[run_id].outcomes
+    assert len(outcomes) == 1000 and set(outcomes.values()) == {"correct"}
+
+
+def test_ids_alone_unknown_to_every_bundled_file_are_listed_record_by_record(db, tmp_path):
+    import_dataset(db, write_json(tmp_path, [record(0)]))
+    with pytest.raises(DatasetError) as err:
+        import_predictions(db, write_json(tmp_path, [{"id": "id-7", "model_output": "a cat"}], "preds.json"), "toy", "m")
+    assert not isinstance(err.value, VersionMismatchError) and err.value.problems[0].reason == "no such item in dataset 'toy'"
+
+
+def test_a_record_whose_key_differs_is_refused_even_on_a_dataset_of_ones_own(db, tmp_path):
+    import_dataset(db, write_json(tmp_path, [record(0), record(1)]))
+    preds = [{**record(0), "model_output": "a cat"}, {**record(1), "answer": "a dog", "model_output": "a dog"}]
+    with pytest.raises(VersionMismatchError, match=r"1 of 2 record\(s\).*id id-1: its answer differs") as err:
+        import_predictions(db, write_json(tmp_path, preds, "preds.json"), "toy", "m")
+    assert err.value.bundled is None
+    spaced = [{**record(0), "question": " What is heard in  clip 0? ", "model_output": "a cat"}]  # spacing aside
+    assert import_predictions(db, write_json(tmp_path, spaced, "spaced.json"), "toy", "m").imported == 1
+
+
+def test_field_names_the_reply_and_lettered_decides_a_contradicting_letter(db, tmp_path):
+    import_dataset(db, write_json(tmp_path, [record(0, choices=["a dog", "a cat", "a bird"], answer="a bird")]))
+    reply = "It chirps, so it is a bird. The answer is B."
+    path = write_json(tmp_path, [{"id": "id-0", "response": reply}], "preds.json")
+    with pytest.raises(DatasetError) as err:
+        import_predictions(db, path, "toy", "m")
+    assert "--field" in str(err.value.problems[0])
+    unlettered = import_predictions(db, path, "toy", "m", field="response")
+    lettered = import_predictions(db, path, "toy", "m2", field="response", lettered=True)
+    (a,), (b,) = (store.answer_rows(db, [r.run_id]) for r in (unlettered, lettered))
+    assert (a["choice"], a["parser_outcome"]) == ("a bird", "correct") and "without letters" in a["rule"]
+    assert (b["choice"], b["parser_outcome"]) == ("a cat", "wrong")
+    said = write_json(tmp_path, [{"id": "id-0", "response": reply, "lettered": True}], "said.json")
+    (c,) = store.answer_rows(db, [import_predictions(db, said, "toy", "m3", field="response").run_id])
+    assert c["choice"] == "a cat"
+    # re-judging keeps each run's reading of the letters
+    db.execute("UPDATE answers SET judge_version = 'judge-1'")
+    assert rejudge(db) == 3
+    assert {r["item_id"]: r["choice"] for r in store.answer_rows(db, [unlettered.run_id])} == {"id-0": "a bird"}
+    assert {r["item_id"]: r["choice"] for r in store.answer_rows(db, [lettered.run_id])} == {"id-0": "a cat"}
+
+
+def test_the_cli_refuses_another_revision_in_one_line_with_the_command_that_imports_it(tmp_path, capsys):
+    import shlex
+
+    from reliability.cli.main import main
+
+    lab = str(tmp_path / "lab.db")
+    assert main(["import", "dataset", str(MMAU), "--db", lab]) == 0
+    published = str(march_predictions(tmp_path))
+    capsys.readouterr()
+    assert main(["import", "predictions", published, "--db", lab, "--dataset", "mmau-test-mini", "--model", "qwen2-audio"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "363 of 1000 record(s)" in err
+    command = err.split("import that revision: ", 1)[1].strip()
+    steps = [shlex.split(part)[3:] for part in command.split(" && ")]  # without "python -m reliability"
+    assert [s[:2] for s in steps] == [["import", "dataset"], ["import", "predictions"]]
+    assert steps[1][steps[1].index("--dataset") + 1] == "mmau-test-mini-2025-03" and lab in steps[1]
+    assert all(main(step) == 0 for step in steps)
+    assert "imported 1000 answers into 'mmau-test-mini-2025-03'" in capsys.readouterr().out
+
+
+def test_a_run_that_answers_part_of_its_dataset_says_n_of_n_in_metrics_and_on_the_dashboard(tmp_path, capsys):
+    from reliability.cli.main import main
+    from reliability.services import Services, Settings
+    from reliability.ui.render import summary_text
+
+    lab = str(tmp_path / "lab.db")
+    assert main(["import", "dataset", str(BUNDLED["mmau-test-mini-2025-03"]), "--db", lab]) == 0
+    some = read_records(str(march_predictions(tmp_path)))[:30]
+    preds = str(write_json(tmp_path, some, "some.json"))
+    assert main(["import", "predictions", preds, "--db", lab, "--dataset", "mmau-test-mini-2025-03", "--model", "qwen"]) == 0
+    capsys.readouterr()
+    assert main(["metrics", "--db", lab, "--n-boot", "20"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("note: external qwen full baseline: 30 of 1000 items answered")
+    services = Services.build(Settings(lab, str(tmp_path / "data"), backend="scripted", n_boot=20))
+    board = services.dashboard.metrics()
+    assert "30 of 1000 items answered" in summary_text(board) and board.as_dict()["partial"] == board.partial
+
+
+@pytest.mark.parametrize("name", ["mmau-test-mini", "mmau-test-mini-2025-03"])
+def test_a_bundled_revision_imports_by_its_name(db, name):
+    report = import_dataset(db, name)
+    assert (report.dataset, report.imported, report.modalities) == (name, 1000, {"sound": 333, "music": 334, "speech": 333})

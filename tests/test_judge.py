@@ -497,6 +497,36 @@ def test_judge_table(reply, choices, answer, choice, outcome, parsed):
     assert verdict.rule, "every verdict names the rule that decided it"
 
 
+# Hand-written replies in the style of real LALMs (text-only runs refusing, cascades, reasoning models) for the
+# kinds of issue 21: refusals and requests for the missing input, question words echoed inside a refusal, quoted
+# speech, time spans in prose, a final letter against the named option, options that differ only in order, a list
+# sharing one word with an option, and replies that describe a refusal in the audio. `lettered`: whether the model
+# saw the options with letters (predictions made elsewhere are judged as unlettered unless told).
+WRITTEN = json.loads((Path(__file__).parent / "data" / "judge_cases_refusals_spans_order.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("case", WRITTEN, ids=[f"{c['cls']}-{i}" for i, c in enumerate(WRITTEN)])
+def test_written_cases(case):
+    verdict = judge(case["reply"], case["choices"], case["answer"], lettered=case["lettered"])
+    assert (verdict.choice, verdict.outcome, verdict.parsed) == (case["choice"], Outcome(case["outcome"]), case["parsed"]), verdict.rule
+
+
+def test_written_cases_cover_every_kind():
+    kinds = {c["cls"] for c in WRITTEN}
+    assert len(WRITTEN) >= 80 and len(kinds) == 8, kinds
+    refusals = [c for c in WRITTEN if c["cls"] in ("refusal", "echo in refusal")]
+    assert all(c["outcome"] == "idk" for c in refusals) and len(refusals) >= 35
+
+
+def test_refusal_names_what_decided():
+    rule = judge("Therefore, I cannot identify the source of the sound effect.", ("Sound effect", "Human speech"), "Human speech").rule
+    assert rule == 'final answer, abstention: "I cannot identify"'
+    moo = "The low moo comes from a cow. The answer is C."
+    unlettered = judge(moo, ("Dog", "Cat", "Horse", "Cow"), "Cow", lettered=False)
+    assert unlettered.choice == "Cow" and "letter C is not read" in unlettered.rule and "without letters" in unlettered.rule
+    assert judge(moo, ("Dog", "Cat", "Horse", "Cow"), "Cow").choice == "Horse"  # the lab's prompts letter the options
+
+
 def test_table_is_large_and_varied():
     assert len(CASES + REAL_CASES) >= 250
     assert len(REAL) >= 50 and {r["method"] for r in REAL} == {"mcot", "agent"}
@@ -529,9 +559,9 @@ def test_the_demo_marks_unanswerable_questions_with_the_idk_reply():
         ("B", "letter"),
         ("Woman", "exact text"),
         ("The speaker is a woman.", "option phrase"),
-        ("I don't know", "abstention"),
+        ("I don't know", 'abstention: "I don\'t know"'),
         (MCOT_MAN, "final answer, exact text"),
-        (MCOT_IDK, "final answer, abstention"),
+        (MCOT_IDK, 'final answer, abstention: "I don\'t know"'),
         ("", "unparsed: empty reply"),
         ("Hello there.", "unparsed: no option found"),
     ],
@@ -548,7 +578,7 @@ def test_several_options_reason_names_them():
 def test_read_choice_without_key():
     choice, abstained, rule = read_choice("(C) Child", VOICE)
     assert (choice, abstained, rule) == ("Child", False, "letter")
-    assert read_choice("I do not know.", VOICE) == (None, True, "abstention")
+    assert read_choice("I do not know.", VOICE) == (None, True, 'abstention: "I do not know"')
     assert read_choice("A large dog.", VOICE)[:2] == (None, False)
 
 

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate every record, then import all of them or none. Items whose audio file is "
         "missing are listed and skipped (or kept without audio with --keep-missing-audio).",
     )
-    p.add_argument("file", help="a JSON list or JSONL file")
+    p.add_argument("file", help="a JSON list or JSONL file, or a bundled dataset's name: mmau-test-mini, mmau-test-mini-2025-03")
     p.add_argument("--name", help="dataset name (default: the file name without extension)")
     p.add_argument("--format", default="auto", choices=["auto", "mmau", "mmau-hf"], help="file layout (default: auto)")
     p.add_argument("--audio-dir", help="folder the audio paths are resolved against; without it, items have no audio")
@@ -74,7 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="import a model's replies made elsewhere as a run",
         description="Import a JSON list or JSONL of {id, model_output or model_prediction} records as a run of "
-        "an imported dataset, judged here; all records or none.",
+        "an imported dataset, judged here; all records or none. Where records carry their own question, choices or "
+        "answer, they must be the dataset's: a file made on another revision of the questions (MMAU test-mini has "
+        "two, both bundled: mmau-test-mini and mmau-test-mini-2025-03) is refused with the command that imports "
+        "the revision it matches.",
     )
     p.add_argument("file", help="a JSON list or JSONL file")
     p.add_argument("--dataset", required=True, help="the imported dataset the ids belong to")
@@ -84,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--format", default="predictions", choices=["predictions", "lmms-eval"],
         help="predictions: {id, model_output} records (default); lmms-eval: the samples JSONL of an MMAU task's --log_samples",
+    )
+    p.add_argument("--field", help="the records' reply field (default: model_output, else model_prediction)")
+    p.add_argument(
+        "--lettered", action="store_true",
+        help="the model saw the options with letters (A, B, ...); by default they were shown without, so a final "
+        "letter that contradicts the option a reply names gives way to it (a record field \"lettered\": true says the same)",
     )
     p.set_defaults(handler=_import_predictions)
 
@@ -261,11 +270,50 @@ def _import_dataset(args) -> None:
 
 
 def _import_predictions(args) -> None:
-    from reliability.datasets import import_predictions
+    from reliability.datasets import VersionMismatchError, import_predictions
     from reliability.lmms_eval import import_lmms_eval
 
-    importer = import_lmms_eval if args.format == "lmms-eval" else import_predictions
-    print(importer(open_lab_db(args), args.file, args.dataset, args.model, args.method, args.condition).summary())
+    db = open_lab_db(args)
+    if args.format == "lmms-eval":
+        if args.field:
+            raise ReliabilityError("--field names a field of predictions records; lmms-eval logs keep the reply in filtered_resps")
+        report = import_lmms_eval(db, args.file, args.dataset, args.model, args.method, args.condition)  # its MMAU tasks letter the options
+    else:
+        try:
+            report = import_predictions(
+                db, args.file, args.dataset, args.model, args.method, args.condition, field=args.field, lettered=args.lettered
+            )
+        except VersionMismatchError as exc:
+            if exc.bundled is None:
+                raise
+            raise ReliabilityError(f"{exc}; import that revision: {_matching_version_command(db, args, exc)}") from None
+    print(report.summary())
+
+
+def _matching_version_command(db, args, exc) -> str:
+    """The exact commands that import the predictions into the bundled revision they match (first the revision, if new)."""
+    import shlex
+
+    def command(*words: str | None) -> str:
+        return " ".join(shlex.quote(w) for w in ("python", "-m", "reliability", *(w for w in words if w is not None)))
+
+    db_flag = ("--db", args.db) if args.db else (None, None)
+    options = [
+        *(("--method", args.method) if args.method != "baseline" else ()),
+        *(("--condition", args.condition) if args.condition != "full" else ()),
+        *(("--field", args.field) if args.field else ()),
+        *(("--lettered",) if args.lettered else ()),
+    ]
+    predictions = command("import", "predictions", args.file, *db_flag, "--dataset", exc.bundled, "--model", args.model, *options)
+    if exc.bundled in {d["name"] for d in db["datasets"].rows}:
+        return predictions
+    return command("import", "dataset", _shown_path(exc.bundled_path), *db_flag) + " && " + predictions
+
+
+def _shown_path(path) -> str:
+    """A bundled file's path as the user can type it: relative to the working folder where it lies below it."""
+    relative = os.path.relpath(path)
+    return os.fspath(path) if relative.startswith("..") else relative
 
 
 def _serve(args) -> None:
@@ -348,17 +396,22 @@ def _runs(args) -> None:
 
 def _metrics(args) -> None:
     from reliability.exports import export_table, write_text
-    from reliability.report import metrics_rows
+    from reliability.report import metrics_report
     from reliability.tables import format_table
 
     db = open_lab_db(args)
-    rows = metrics_rows(
+    report = metrics_report(
         db, _dataset_with_runs(db, args.dataset), args.condition, args.baseline, not args.parser_only, args.n_boot, args.level, args.normalize
     )
+    rows = report.rows
+    # a run that answered fewer items than its dataset has says so (n of N): its figures are over those items only
+    partial = [f"note: {c}" for c in report.partial]
     if args.format == "text":
-        write_text(args.output, format_table(rows, setup=("model", "condition")))
+        write_text(args.output, "\n".join([format_table(rows, setup=("model", "condition")), *partial]))
     else:
         export_table(rows, args.output, args.format)
+        for line in partial:
+            print(line, file=sys.stderr)
     if args.output != "-":
         print(f"wrote {len(rows)} rows to {args.output}")
 

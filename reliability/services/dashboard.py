@@ -46,6 +46,7 @@ class Dashboard:
     curves: dict[str, metrics.RiskCoverage]  # method label -> risk-coverage over answers with a confidence
     agreement: dict[str, Any]
     counts: dict[str, int]
+    partial: list[str] = dataclasses.field(default_factory=list)  # "n of N" of each run that answered fewer items than the dataset has
 
     @property
     def empty(self) -> bool:
@@ -66,7 +67,7 @@ class Dashboard:
         curves = {name: {"aurc": c.aurc, "n": len(c.coverage), "coverage": c.coverage, "risk": c.risk} for name, c in self.curves.items()}
         return json_safe({
             "filters": dataclasses.asdict(self.filters), "dataset": self.dataset, "rows": self.rows, "points": points,
-            "risk_coverage": curves, "agreement": self.agreement, "counts": self.counts,
+            "risk_coverage": curves, "agreement": self.agreement, "counts": self.counts, "partial": self.partial,
         })
 
 
@@ -118,7 +119,8 @@ class DashboardService:
         same = len(everywhere) == len(labels)
         agreement["pooled"] = dict(agreement) if same else _agreement([r for r in everywhere if r["kind"] == store.VERDICT], everywhere)
         agreement["excluded_human_answers"] = {reason: n for reason, n in result.people.excluded.items() if n}
-        return Dashboard(filters, dataset, result.rows, points, report.curves(db, result), agreement, counts)
+        partial = [str(c) for c in result.partial]
+        return Dashboard(filters, dataset, result.rows, points, report.curves(db, result), agreement, counts, partial)
 
     def export_path(self, name: str) -> str:
         """A fresh file path in the exports folder (the only folder of the app's data the browser may download from)."""

@@ -319,6 +319,8 @@ def summary_text(dashboard: Dashboard) -> str:
         f"Dataset **{dashboard.dataset}** · {c['runs']} runs · {c['answers']} answers · "
         f"{c['labels']} verdicts and {c['human_answers']} human answers{who} · outcomes from {source}."
     )
+    if dashboard.partial:
+        text += " Answered fewer items than the dataset has: " + "; ".join(_esc(line) for line in dashboard.partial) + "."
     if not dashboard.points and dashboard.rows:
         text += " To compare methods, run the **baseline** and another method on the same items."
     return text
