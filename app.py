@@ -328,6 +328,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         js=SHORTCUTS_JS,
         footer_links=["api"],
         run_history=False,  # the browser would otherwise keep every event's inputs and outputs in localStorage
+        # the lab's own errors are one-line gr.Error already; this shows Gradio's own refusals (a file path outside
+        # the uploads) as their line instead of {"error": null}
+        show_error=True,
     )
 
 
