@@ -505,3 +505,24 @@ def test_a_browser_that_saw_a_key_in_compare_unnamed_stays_non_blind_once_named(
     assert state["tasks"] == [] and state["left_out"] == {KEY_SEEN: 1}
     with pytest.raises(StoreError, match="saw the answer key"):
         services.labels.human_answer(LAB_DATASET, results[0].item_id, "ana", KEY)
+
+
+def test_requests_keeping_the_same_clip_at_once_all_succeed(services, tone_wav):
+    """Each keeps the upload through its own part file; a shared one was lost to the other's rename."""
+    import threading
+
+    errors = []
+
+    def keep(i):
+        for j in range(5):
+            try:
+                services.compare.prepare(str(tone_wav), f"Question {i}-{j}?", OPTIONS, KEY)
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=keep, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(os.listdir(services.pool.uploads_dir)) == 1

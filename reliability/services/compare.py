@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import shutil
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -260,13 +261,15 @@ class CompareService:
         target = os.path.join(uploads, clip.hash + (suffix if suffix in AUDIO_SUFFIXES else ".wav"))
         if not os.path.exists(target):
             os.makedirs(uploads, exist_ok=True)
+            # a part file of its own: two requests keeping the same clip at once must not share (and lose) one
+            part = f"{target}.{uuid.uuid4().hex}.part"
             if suffix in AUDIO_SUFFIXES:
-                shutil.copyfile(path, target + ".part")
+                shutil.copyfile(path, part)
             else:
                 import soundfile as sf
 
-                sf.write(target + ".part", clip.samples, 16_000, format="WAV", subtype="FLOAT")
-            os.replace(target + ".part", target)  # atomic: a concurrent request never sees half a file
+                sf.write(part, clip.samples, 16_000, format="WAV", subtype="FLOAT")
+            os.replace(part, target)  # atomic: a concurrent request never sees half a file
         return target
 
 
