@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
@@ -494,6 +495,8 @@ def test_without_auth_one_api_queue_call_shows_and_marks_only_the_key_to_label_n
     data = Api(services).queue("victim", "verdict", "mmau", limit=10_000)
     assert sum(t["answer_key"] is not None for t in data["tasks"]) == 1 and len(data["tasks"]) == 3
     assert len(store.key_views(services.pool.db(), "victim")) == 1
+    signed_in = Api(services).queue("ana", "verdict", "mmau", request=SimpleNamespace(username="ana"))  # her own name: every key
+    assert all(t["answer_key"] == KEY for t in signed_in["tasks"]) and len(store.key_views(services.pool.db(), "ana")) == 3
 
 
 def test_a_browser_that_saw_a_key_in_compare_unnamed_stays_non_blind_once_named(services, tone_wav):

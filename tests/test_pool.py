@@ -61,3 +61,10 @@ def test_a_failure_is_tried_again_after_the_retry_time(tmp_path, slow_failure):
         with pytest.raises(BackendError, match="cannot load"):
             services.pool.get_backend("qwen2-audio")
     assert slow_failure.count("qwen2-audio") == 2
+
+
+def test_requests_may_name_the_menus_backends_and_those_the_app_allows(tmp_path):
+    plain = Services.build(Settings(str(tmp_path / "a.db"), str(tmp_path / "a"), backend="scripted"))
+    assert plain.pool.backend_allowed("scripted") and not plain.pool.backend_allowed("openai")
+    allowing = Services.build(Settings(str(tmp_path / "b.db"), str(tmp_path / "b"), backend="scripted", extra_backends=("openai",)))
+    assert allowing.pool.backend_allowed("openai")
