@@ -311,3 +311,13 @@ def test_requests_whose_client_hung_up_never_reach_the_backend(capped_server):
     kept.close()
     time.sleep(1.5)  # the abandoned requests had their chance at the backend
     assert capped_server.health()["requests"] - before == 1
+
+
+def test_the_command_lines_caps_are_the_configs_defaults():
+    from reliability.cli.main import build_parser
+    from reliability.serve import ServeConfig
+
+    args = build_parser().parse_args(["serve"])
+    given = (args.max_n, args.max_tokens, int(args.max_body_mb * 2**20), args.max_audio_seconds, args.limit_concurrency)
+    config = ServeConfig()
+    assert given == (config.max_n, config.max_tokens, config.max_body_bytes, config.max_audio_seconds, config.limit_concurrency)
