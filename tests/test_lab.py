@@ -529,3 +529,10 @@ def test_requests_keeping_the_same_clip_at_once_all_succeed(services, tone_wav):
     for t in threads:
         t.join()
     assert errors == [] and len(os.listdir(services.pool.uploads_dir)) == 1
+
+
+def test_a_key_seen_under_a_refused_name_is_still_kept_by_the_browser(services, tone_wav):
+    results = ask(services, tone_wav, methods=["baseline"])
+    with pytest.warns(UserWarning, match="at most 64 characters"):
+        kept = LabelHandlers(services).note_compare_keys("x" * 100, [r.as_dict() for r in results], None, [])
+    assert kept == [[LAB_DATASET, results[0].item_id]]

@@ -164,11 +164,14 @@ class LabelHandlers:
 
         Returns the keys this browser has seen, this one added: a name typed only later still gets them.
         """
-        name = annotator_name(typed, request)
         items = [(LAB_DATASET, r["item_id"]) for r in results or [] if r.get("key") and r.get("item_id")]
-        if name and items:
-            self.services.labels.saw_keys(name, items, VIA_COMPARE)
         kept = [tuple(k) for k in browser_keys or [] if isinstance(k, (list, tuple)) and len(k) == 2]
+        name = annotator_name(typed, request)
+        if name and items:
+            try:
+                self.services.labels.saw_keys(name, items, VIA_COMPARE)
+            except ReliabilityError as exc:  # e.g. a name over the limit: the browser still keeps the key
+                gr.Warning(str(exc))
         return [list(k) for k in dict.fromkeys(kept + items)][-BROWSER_KEYS_KEPT:]
 
     def show(self, state: dict | None) -> tuple:
