@@ -6,9 +6,11 @@ over the services of reliability/services/. Run `python app.py --help` for the o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import logging
 import os
+import secrets
 import sys
 import threading
 from collections.abc import Sequence
@@ -39,6 +41,7 @@ MAX_FILE_SIZE = "50mb"  # larger uploads are refused by Gradio before they reach
 NAME_KEY = "reliability-lab-annotator"  # localStorage key of the annotator's name
 # The name is not a secret; a fixed key lets the browser's saved name survive a server restart.
 NAME_SECRET = "reliability-lab-annotator-name"
+KEYS_KEY = "reliability-lab-compare-keys"  # localStorage key of the answer keys this browser saw in Compare
 
 INTRO = (
     f"# {TITLE}\n"
@@ -196,11 +199,14 @@ def build_demo(services: Services) -> gr.Blocks:
         banner = gr.Markdown(visible=False)
         # outside the tabs: a browser state inside a tab not yet shown is not read from the browser at page load
         saved_name = gr.BrowserState("", storage_key=NAME_KEY, secret=NAME_SECRET)
+        # keys seen in Compare before any name was typed still keep that browser's later human answers non-blind;
+        # sealed with the app's own secret, so no one can hand the server a list of keys to mark in another's name
+        browser_keys = gr.BrowserState([], storage_key=KEYS_KEY, secret=browser_secret(services.pool.settings.data_dir))
         with gr.Tabs():
             with gr.Tab("Compare", id="compare") as compare_tab:
                 compare = build_compare_tab(services)
             with gr.Tab("Annotate", id="annotate", elem_id="lab-annotate") as annotate_tab:
-                label = build_label_tab(services)
+                label = build_label_tab(services, browser_keys)
             with gr.Tab("Dashboard", id="dashboard") as dashboard_tab:
                 dashboard = build_dashboard_tab(services, dashboard_tab, label.queue_filters)
             with gr.Tab("Experiments", id="experiments") as experiments_tab:
@@ -210,7 +216,7 @@ def build_demo(services: Services) -> gr.Blocks:
 
         # ---- between the tabs: a request fills the filters and the dashboard; whoever typed a key has seen it
         compare.asked.then(**dashboard.update_filters).then(**dashboard.refresh)
-        compare.raw.change(label.ui.note_compare_keys, [label.annotator, compare.raw], None, **PRIVATE)
+        compare.raw.change(label.ui.note_compare_keys, [label.annotator, compare.raw, browser_keys], browser_keys, **PRIVATE)
         for other in (compare_tab, annotate_tab, experiments_tab):
             other.select(lambda: gr.Timer(active=False), None, dashboard.timer, **PRIVATE)
         label.annotator.change(lambda name: name, label.annotator, saved_name, **PRIVATE)
@@ -219,6 +225,18 @@ def build_demo(services: Services) -> gr.Blocks:
         demo.load(label.ui.whoami, saved_name, label.annotator, **PRIVATE)
         demo.load(**dashboard.update_filters).then(**dashboard.refresh)
     return demo
+
+
+def browser_secret(data_dir: str) -> str:
+    """The secret that seals what the app keeps in browsers, made once and kept in the app's folder (never served),
+    so a browser's list survives a restart."""
+    path = os.path.join(data_dir, "browser-secret")
+    if not os.path.isfile(path):
+        os.makedirs(data_dir, exist_ok=True)
+        with contextlib.suppress(FileExistsError), open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(secrets.token_hex(32))
+    with open(path) as f:
+        return f.read().strip()
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -240,6 +258,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--auth", action="append", default=[], metavar="USER:PASS", help="require a login; repeatable, one per annotator")
     parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="longest clip accepted (default: %(default)s)")
+    parser.add_argument(
+        "--allow-backend", action="append", default=[], choices=list(BACKENDS), metavar="NAME",
+        help="let Compare requests (the API's too) use this backend beyond the menu's, repeatable (e.g. openai)",
+    )
     parser.add_argument("--no-preload", action="store_true", help="load the model on the first request instead of at start")
     parser.add_argument("--debug", action="store_true", help="log every request and the traceback of every user error")
     args = parser.parse_args(argv)
@@ -263,6 +285,7 @@ def make_services(args: argparse.Namespace) -> Services:
         adapters_dir=args.adapters_dir,
         examples_path=DEMO_ITEMS if os.path.isfile(DEMO_ITEMS) else None,
         max_seconds=args.max_seconds,
+        extra_backends=tuple(args.allow_backend),
     ))
 
 
@@ -305,6 +328,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         js=SHORTCUTS_JS,
         footer_links=["api"],
         run_history=False,  # the browser would otherwise keep every event's inputs and outputs in localStorage
+        # the lab's own errors are one-line gr.Error already; this shows Gradio's own refusals (a file path outside
+        # the uploads) as their line instead of {"error": null}
+        show_error=True,
     )
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
@@ -470,3 +471,68 @@ def test_keyless_items_stay_out_of_the_risk_coverage_curve_too(services, tone_wa
     evaluate(services.pool.db(), confident, items, ["baseline"])
     curve = services.dashboard.metrics(DashboardFilters(dataset="mmau", source=PARSER)).curves["baseline"]
     assert len(curve.coverage) == 3 and curve.risk[-1] == 0.0, curve
+
+
+def test_compare_refuses_too_many_or_too_long_options_and_backends_the_menu_hides(services, tone_wav):
+    from reliability.errors import BackendError
+
+    for options, message in (([f"o{i}" for i in range(1000)], "1000 options; the limit is 26"), (["x" * (1 << 20), "y"], "the limit is 500")):
+        with pytest.raises(ItemError, match=message):
+            services.compare.compare(str(tone_wav), "Which?", options, "", ["baseline"])
+    with pytest.raises(BackendError, match="'openai' is not offered by this app.*--allow-backend"):
+        services.compare.compare(str(tone_wav), "Which?", OPTIONS, KEY, ["baseline"], backend="openai")
+    with pytest.raises(StoreError, match="at most 64 characters"):
+        services.labels.queue("a" * 10_000)
+
+
+def test_without_auth_one_api_queue_call_shows_and_marks_only_the_key_to_label_next(services, tone_wav):
+    add_dataset(services, tone_wav, n=3)
+    run = store.get_or_create_run(services.pool.db(), "mmau", {"backend": "scripted", "model_id": "m"}, {"method": "baseline"}, Decoding(), "full")
+    store.save_answers(
+        services.pool.db(), run.id, [Answer(f"m{i}", "baseline", "A", Judgement("A", Outcome.WRONG, True, "t"), [], Decoding()) for i in range(3)],
+        [None] * 3, "j",
+    )
+    data = Api(services).queue("victim", "verdict", "mmau", limit=10_000)
+    assert sum(t["answer_key"] is not None for t in data["tasks"]) == 1 and len(data["tasks"]) == 3
+    assert len(store.key_views(services.pool.db(), "victim")) == 1
+    signed_in = Api(services).queue("ana", "verdict", "mmau", request=SimpleNamespace(username="ana"))  # her own name: every key
+    assert all(t["answer_key"] == KEY for t in signed_in["tasks"]) and len(store.key_views(services.pool.db(), "ana")) == 3
+
+
+def test_a_browser_that_saw_a_key_in_compare_unnamed_stays_non_blind_once_named(services, tone_wav):
+    results = ask(services, tone_wav, methods=["baseline"])
+    ui = LabelHandlers(services)
+    kept = ui.note_compare_keys("", [r.as_dict() for r in results], None, [])  # no name typed yet
+    assert kept == [[LAB_DATASET, results[0].item_id]] and store.key_views(services.pool.db(), "ana") == {}
+    state, *_ = ui.load_queue("ana", HUMAN_MODE, "(all)", "(all)", "(all)", False, False, None, kept)
+    assert state["tasks"] == [] and state["left_out"] == {KEY_SEEN: 1}
+    with pytest.raises(StoreError, match="saw the answer key"):
+        services.labels.human_answer(LAB_DATASET, results[0].item_id, "ana", KEY)
+
+
+def test_requests_keeping_the_same_clip_at_once_all_succeed(services, tone_wav):
+    """Each keeps the upload through its own part file; a shared one was lost to the other's rename."""
+    import threading
+
+    errors = []
+
+    def keep(i):
+        for j in range(5):
+            try:
+                services.compare.prepare(str(tone_wav), f"Question {i}-{j}?", OPTIONS, KEY)
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=keep, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(os.listdir(services.pool.uploads_dir)) == 1
+
+
+def test_a_key_seen_under_a_refused_name_is_still_kept_by_the_browser(services, tone_wav):
+    results = ask(services, tone_wav, methods=["baseline"])
+    with pytest.warns(UserWarning, match="at most 64 characters"):
+        kept = LabelHandlers(services).note_compare_keys("x" * 100, [r.as_dict() for r in results], None, [])
+    assert kept == [[LAB_DATASET, results[0].item_id]]

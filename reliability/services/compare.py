@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import shutil
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,9 @@ MODALITY_CHOICES = (*MODALITIES, UNKNOWN_MODALITY)
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm"})
 _LETTER = re.compile(r"\(?([A-Za-z])\)?\.?")
 WAIT_POLL_S = 0.5  # how often a Compare request waiting for the model reports where it stands
+MAX_OPTIONS = 26  # one per letter A-Z, the letters a key may name; 1000 options took 30 s to refuse nothing
+MAX_OPTION_CHARS = 500
+MAX_QUESTION_CHARS = 4000
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,7 @@ class CompareService:
         question = (question or "").strip()
         if not question:
             raise ItemError("no question: type the question to ask about the clip")
+        check_sizes(question, choices)
         choices = tuple(dict.fromkeys(c.strip() for c in choices if c and c.strip()))
         key = resolve_key(answer, choices)
         if modality not in MODALITY_CHOICES:
@@ -170,6 +175,7 @@ class CompareService:
         if not methods:
             raise ItemError("no method selected: pick at least one")
         name = backend or self.pool.settings.backend
+        check_backend(self.pool, name)
         item, clip = self.prepare(audio_path, question, choices, answer, modality)
         return self._answers(name, self.pool.get_backend(name), methods, item, clip, report_waits)
 
@@ -255,14 +261,36 @@ class CompareService:
         target = os.path.join(uploads, clip.hash + (suffix if suffix in AUDIO_SUFFIXES else ".wav"))
         if not os.path.exists(target):
             os.makedirs(uploads, exist_ok=True)
+            # a part file of its own: two requests keeping the same clip at once must not share (and lose) one
+            part = f"{target}.{uuid.uuid4().hex}.part"
             if suffix in AUDIO_SUFFIXES:
-                shutil.copyfile(path, target + ".part")
+                shutil.copyfile(path, part)
             else:
                 import soundfile as sf
 
-                sf.write(target + ".part", clip.samples, 16_000, format="WAV", subtype="FLOAT")
-            os.replace(target + ".part", target)  # atomic: a concurrent request never sees half a file
+                sf.write(part, clip.samples, 16_000, format="WAV", subtype="FLOAT")
+            os.replace(part, target)  # atomic: a concurrent request never sees half a file
         return target
+
+
+def check_sizes(question: str, choices: Sequence[str]) -> None:
+    """Refuse (ItemError) a question or options over the limits, before anything is stored or asked."""
+    if len(question) > MAX_QUESTION_CHARS:
+        raise ItemError(f"the question is {len(question)} characters; the limit is {MAX_QUESTION_CHARS}")
+    given = [c for c in choices if c and c.strip()]
+    if len(given) > MAX_OPTIONS:
+        raise ItemError(f"{len(given)} options; the limit is {MAX_OPTIONS} (one per letter)")
+    longest = max((len(c.strip()) for c in given), default=0)
+    if longest > MAX_OPTION_CHARS:
+        raise ItemError(f"an option is {longest} characters; the limit is {MAX_OPTION_CHARS}")
+
+
+def check_backend(pool: Pool, name: str) -> None:
+    """Refuse (BackendError) a backend the menu does not offer, unless the app was started to allow it: a request
+    must not reach e.g. `openai`, which would send the server's OPENAI_API_KEY to wherever it points."""
+    if not pool.backend_allowed(name):
+        allowed = [*pool.backend_names(), *pool.settings.extra_backends]
+        raise BackendError(f"backend {name!r} is not offered by this app; use one of {allowed} (app.py --allow-backend NAME adds one)")
 
 
 def resolve_key(answer: str | None, choices: Sequence[str]) -> str | None:
