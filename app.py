@@ -53,6 +53,12 @@ CSS = """
   padding: 10px 12px; background: var(--background-fill-primary);}
 .lab-correct {border-left-color: #16a34a;} .lab-wrong {border-left-color: #dc2626;} .lab-idk {border-left-color: #d97706;}
 .lab-error {border-left-color: #7f1d1d;} .lab-pending {opacity: 0.55;}
+.lab-honest {border-left-color: #16a34a;} .lab-honest .lab-badge {background: #dcfce7; color: #166534;}
+.lab-verdict {margin: 2px 0 8px; font-size: 0.95em;}
+.lab-step-title {font-size: 0.85em; color: var(--body-text-color-subdued); margin-top: 4px;}
+.lab-reasoning {white-space: pre-wrap; font-size: 0.92em; max-height: 14em; overflow: auto; margin: 2px 0 6px;}
+.lab-steps {padding-left: 1.3em; margin: 4px 0;} .lab-steps li {margin-bottom: 6px;}
+.lab-modality {margin: 4px 0 10px; padding: 6px 10px; border-radius: 6px; background: var(--background-fill-secondary);}
 .lab-card-head {display: flex; justify-content: space-between; align-items: center; gap: 8px; margin-bottom: 6px;}
 .lab-method {font-weight: 650; font-size: 1.05em;}
 .lab-badge {font-size: 0.85em; padding: 2px 9px; border-radius: 999px; background: var(--background-fill-secondary); white-space: nowrap;}

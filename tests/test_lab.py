@@ -222,7 +222,8 @@ def test_examples_point_at_the_repositorys_clips(tmp_path):
     services = Services.build(Settings(str(tmp_path / "lab.db"), str(tmp_path), examples_path=os.path.join(REPO, "demo", "items.json")))
     rows = CompareHandlers(services).example_rows()
     assert rows and all(os.path.isfile(row[0]) for row in rows)
-    assert all(row[4] in ("sound", "music", "speech") for row in rows)
+    # no modality column: a clip's modality is detected, never carried over from the example clicked before
+    assert all(len(row) == 4 for row in rows)
 
 
 def test_audio_figure_draws_waveform_and_spectrogram():

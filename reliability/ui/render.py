@@ -23,6 +23,7 @@ from reliability.prompts import IDK_REPLY, letter
 from reliability.services.compare import MethodResult
 from reliability.services.dashboard import Dashboard
 from reliability.services.labelling import HUMAN_MODE, Task
+from reliability.services.modality import Modality
 from reliability.tables import table_cells, table_headers
 
 OUTCOME_BADGES = {"correct": "✓ correct", "wrong": "✗ wrong", "idk": "? I don't know"}
@@ -43,11 +44,12 @@ def method_title(name: str) -> str:
 
 
 def result_cards(
-    methods: Sequence[str], results: dict[str, MethodResult], running: str | None = None, waiting: int | None = None
+    methods: Sequence[str], results: dict[str, MethodResult], running: str | None = None, waiting: int | None = None, head: str = ""
 ) -> str:
     """One card per selected method, side by side: finished ones with their answer, the others waiting.
 
     :param waiting: the running method waits for the model behind this many other requests
+    :param head: a line above the cards (the modality the request is stored with, see modality_line)
     """
     cards = []
     for name in methods:
@@ -64,35 +66,135 @@ def result_cards(
             )
         else:
             cards.append(_answer_card(result))
-    return f'<div class="lab-cards">{"".join(cards)}</div>'
+    return f'{head}<div class="lab-cards">{"".join(cards)}</div>'
+
+
+def modality_line(stored: Modality) -> str:
+    """What the request is stored as: the modality, and whether the listener detected it or the user chose it."""
+    if stored.detection is None:
+        how = "chosen by you in the Modality menu"
+    elif stored.detection.problem:
+        how = f"{_esc(stored.detection.describe())}; pick it in the Modality menu"
+    else:
+        how = f"detected from the clip (YAMNet: {_esc(stored.detection.describe())}); wrong? pick another in the Modality menu and ask again"
+    return f'<div class="lab-modality" data-modality="{_esc(stored.value)}">Stored as <b>{_esc(stored.value)}</b> · {how}.</div>'
 
 
 def _answer_card(r: MethodResult) -> str:
-    if not r.judged:
-        badge, css = "not judged (no answer key)", "lab-unjudged"
-        if r.outcome == "idk":
-            badge, css = OUTCOME_BADGES["idk"], "lab-idk"
-    else:
-        badge, css = OUTCOME_BADGES[r.outcome], f"lab-{r.outcome}"
-    source = " · human label" if r.outcome_source != "parser" else ""
+    css, badge = _badge(r)
+    source = " · a person's verdict" if r.outcome_source != "parser" else ""
     confidence = f"{r.confidence:.0%}" if r.confidence is not None else "n/a" + (f" ({_esc(r.no_confidence)})" if r.no_confidence else "")
-    facts = [("parsed as", _parsed(r)), ("confidence", confidence)]
+    facts = [("read as", _parsed(r)), ("confidence", confidence)]
     latency = "n/a" if r.latency_s is None else f"{r.latency_s:.2f} s"
     facts.append(("latency", latency + (" · from cache" if r.cached else "")))
-    if r.audio_type is not None:
-        facts.insert(0, ("audio type", r.audio_type))
-    tool = r.tool_output
-    steps = ""
-    if tool is not None:
-        steps = f'<div class="lab-step"><b>{_esc(tool[0])}</b><div class="lab-text">{_esc(tool[1]) or "(empty)"}</div></div>'
     facts_html = "".join(f"<dt>{_esc(k)}</dt><dd>{v}</dd>" for k, v in facts)
     return (
         f'<div class="lab-card {css}" data-method="{_esc(r.method)}">'
         f'<div class="lab-card-head">{_title(r.method)}<span class="lab-badge">{badge}{source}</span></div>'
-        f"{cut_note(r.steps)}"
-        f'<div class="lab-text lab-answer">{_esc(r.text) or "(empty reply)"}</div>'
-        f"{steps}<dl class=\"lab-facts\">{facts_html}</dl>{why(r.steps)}</div>"
+        f'<div class="lab-verdict">{verdict_text(r)}</div>'
+        f"{cut_note(r.steps)}{_body(r)}"
+        f"<dl class=\"lab-facts\">{facts_html}</dl>{why(r.steps)}</div>"
     )
+
+
+def _badge(r: MethodResult) -> tuple[str, str]:
+    """(card class, badge text); an abstention on a question the clip cannot answer is right, and says so."""
+    if r.outcome == "idk" and r.key == IDK_REPLY:
+        return "lab-honest", "✓ right to abstain"
+    if not r.judged:
+        return ("lab-idk", OUTCOME_BADGES["idk"]) if r.outcome == "idk" else ("lab-unjudged", "not judged (no answer key)")
+    return f"lab-{r.outcome}", OUTCOME_BADGES[r.outcome]
+
+
+def verdict_text(r: MethodResult) -> str:
+    """The outcome in plain words: "Right to abstain: the clip does not say", "Wrong: answered X; the key is Y"."""
+    said = f"answered “{_esc(r.choice)}”" if r.choice is not None else "no option could be read from the reply"
+    if r.key is None:
+        if r.outcome == "idk":
+            return "Abstained: it said it does not know. There is no answer key, so nothing more is judged."
+        return f"Not judged: {said}, and there is no answer key to compare it with."
+    if r.key == IDK_REPLY:
+        if r.outcome == "idk":
+            return "<b>Right to abstain:</b> the clip does not say, and the model said it does not know."
+        if r.outcome == "correct":
+            return f"<b>Right</b> (a person's verdict): {said}."
+        return f"<b>Wrong:</b> {said}, but the clip does not say: the honest answer was “I don't know”."
+    key = f"the key is “{_esc(r.key)}”"
+    if r.outcome == "correct":
+        return f"<b>Right:</b> {said}, the key." if r.choice == r.key else f"<b>Right</b> (a person's verdict): {said}; {key}."
+    if r.outcome == "idk":
+        return f"<b>Abstained</b> although the clip answers it: {key}. An abstention is not wrong: it keeps Tru up and lowers Acc."
+    return f"<b>Wrong:</b> {said}; {key}."
+
+
+RULE_WORDS = {  # the judge's rule names, as a reader understands them
+    "exact text": "the reply is that option's text",
+    "letter": "the reply gives that option's letter",
+    "option number": "the reply gives that option's position",
+    "option phrase": "the reply names that option",
+    "unique tokens": "the reply has words only that option has",
+    "abstention": "the reply says it does not know",
+}
+
+
+def rule_words(rule: str) -> str:
+    """A judge rule ("unanswerable; final answer, exact text (inflected)") in plain words."""
+    rule = rule.split("; ")[-1]
+    if rule.startswith("unparsed"):
+        return "the parser could not read it (" + rule.partition(": ")[2] + "); it counts as wrong until a person judges it"
+    where = "in its final answer line, " if rule.startswith("final answer, ") else ""
+    rule = rule.removeprefix("final answer, ")
+    inflected = rule.endswith(" (inflected)")
+    words = RULE_WORDS.get(rule.removesuffix(" (inflected)"), rule)
+    return where + words + (" (plural or singular aside)" if inflected else "")
+
+
+def _parsed(r: MethodResult) -> str:
+    how = f'<span class="lab-rule">{_esc(rule_words(r.rule))}</span>'
+    if r.choice is not None:
+        return f"“{_esc(r.choice)}” · {how}"
+    if r.outcome == "idk":
+        return f"“I don't know” · {how}"
+    return f'<span class="lab-unsure">no option</span> · {how}'
+
+
+def _body(r: MethodResult) -> str:
+    """The reply made readable: the Task Agent's steps in order; MCoT's reasoning apart from its answer line."""
+    if len(r.steps) > 1:
+        items = []
+        for step in r.steps:
+            meta = step.get("meta") or {}
+            heard = f" <small>({_esc(meta['answered_by'])})</small>" if meta.get("answered_by") else ""
+            items.append(
+                f'<li><b>{_esc(STEP_TITLES.get(step["name"], step["name"]))}</b>{heard}'
+                f'<div class="lab-reasoning">{_esc(step["text"].strip()) or "(empty)"}</div></li>'
+            )
+        return f'<ol class="lab-steps">{"".join(items)}</ol>'
+    reasoning, answer = split_reasoning(r.text)
+    if not reasoning:
+        return f'<div class="lab-text lab-answer">{_esc(r.text) or "(empty reply)"}</div>'
+    return (
+        f'<div class="lab-step-title">Reasoning</div><div class="lab-reasoning">{_esc(reasoning)}</div>'
+        f'<div class="lab-text lab-answer">{_esc(answer)}</div>'
+    )
+
+
+STEP_TITLES = {  # the Task Agent's steps (prompts.AGENT_TOOLS names its tools), as the card heads them
+    "classify": "What kind of audio is it?",
+    "transcript": "The helper's transcript",
+    "sound caption": "The helper's sound caption",
+    "music caption": "The helper's music caption",
+    "answer": "The answer, given that text",
+}
+
+
+def split_reasoning(text: str) -> tuple[str, str]:
+    """(reasoning, final answer line) of a reply that reasons before an "Answer:" line; ("", text) otherwise."""
+    lines = text.strip().splitlines()
+    last = max((i for i, line in enumerate(lines) if line.strip().lower().lstrip("*# ").startswith(("answer:", "final answer:"))), default=None)
+    if not last:
+        return "", text
+    return "\n".join(lines[:last]).strip(), "\n".join(lines[last:]).strip()
 
 
 def cut_note(steps: Sequence[dict[str, Any]]) -> str:
@@ -106,14 +208,6 @@ def cut_note(steps: Sequence[dict[str, Any]]) -> str:
     else:
         text = f"The clip was cut to the model's {heard:.0f} s limit: the last {total - heard:.1f} s of {total:.1f} s were not heard."
     return f'<div class="lab-cut">⚠ {text}</div>'
-
-
-def _parsed(r: MethodResult) -> str:
-    if r.choice is not None:
-        return f"{_esc(r.choice)} <span class=\"lab-rule\">({_esc(r.rule)})</span>"
-    if r.outcome == "idk":
-        return f"abstention <span class=\"lab-rule\">({_esc(r.rule)})</span>"
-    return f'<span class="lab-unsure">parser unsure</span> <span class="lab-rule">({_esc(r.rule)})</span>'
 
 
 def why(steps: Sequence[dict[str, Any]]) -> str:
