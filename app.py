@@ -35,6 +35,7 @@ TITLE = "Audio-LLM reliability lab"
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEMO_ITEMS = os.path.join(REPO, "demo", "items.json")
 DEMO_CLIPS = os.path.join(REPO, "demo", "clips")
+METRICS_DOC = os.path.join(REPO, "docs", "METRICS.md")  # served, so that the Dashboard can link the definitions
 MAX_FILE_SIZE = "50mb"  # larger uploads are refused by Gradio before they reach the lab
 NAME_KEY = "reliability-lab-annotator"  # localStorage key of the annotator's name
 # The name is not a secret; a fixed key lets the browser's saved name survive a server restart.
@@ -75,7 +76,13 @@ CSS = """
 .lab-why pre {white-space: pre-wrap; background: var(--background-fill-secondary); padding: 6px; border-radius: 4px;}
 .lab-question {font-size: 1.15em; font-weight: 600; margin: 6px 0;}
 .lab-options {list-style: none; padding-left: 0;} .lab-options li {margin: 2px 0;} .lab-options b {display: inline-block; width: 1.4em;}
-#lab-table td, #lab-table th, #lab-table td *, #lab-table th * {font-family: var(--font) !important; font-size: 0.92em;}
+.lab-table-wrap {overflow-x: auto; max-width: 100%;}
+.lab-metrics {border-collapse: collapse; width: 100%; font-size: 0.92em;}
+.lab-metrics th {text-align: left; white-space: nowrap; cursor: help; border-bottom: 2px solid var(--border-color-primary); padding: 4px 8px;}
+.lab-metrics th::after {content: " ⓘ"; color: var(--body-text-color-subdued); font-size: 0.8em;}
+.lab-metrics td {padding: 4px 8px; border-bottom: 1px solid var(--border-color-primary); vertical-align: top;}
+.lab-metrics td[title] {cursor: help;} .lab-human-row {background: var(--background-fill-secondary);}
+.lab-interval, .lab-table-note {color: var(--body-text-color-subdued); font-size: 0.85em;}
 .lab-key {color: #166534; font-weight: 600;}
 .lab-mine {margin-top: 8px; padding: 4px 8px; background: var(--background-fill-secondary); border-radius: 6px; display: inline-block;}
 .lab-facts-line {font-size: 0.85em; margin-top: 6px; color: var(--body-text-color-subdued);}
@@ -208,7 +215,7 @@ def build_demo(services: Services) -> gr.Blocks:
             with gr.Tab("Annotate", id="annotate", elem_id="lab-annotate") as annotate_tab:
                 label = build_label_tab(services)
             with gr.Tab("Dashboard", id="dashboard") as dashboard_tab:
-                dashboard = build_dashboard_tab(services, dashboard_tab, label.queue_filters)
+                dashboard = build_dashboard_tab(services, dashboard_tab, label.queue_filters, f"/gradio_api/file={METRICS_DOC}")
             with gr.Tab("Experiments", id="experiments") as experiments_tab:
                 build_experiments_tab(services, experiments_tab, compare.methods)
             with gr.Tab("Text prior", id="text-prior") as prior_tab:
@@ -304,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         share=args.share,
         auth=[tuple(a.split(":", 1)) for a in args.auth] or None,
         # served files: the example clips and the exports folder; never the database or other uploads
-        allowed_paths=[DEMO_CLIPS, services.pool.exports_dir],
+        allowed_paths=[DEMO_CLIPS, METRICS_DOC, services.pool.exports_dir],
         max_file_size=MAX_FILE_SIZE,
         theme=gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
         css=CSS,

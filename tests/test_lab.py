@@ -19,7 +19,7 @@ from reliability.ui.api import Api
 from reliability.ui.compare_tab import CompareHandlers
 from reliability.ui.dashboard_tab import DashboardHandlers
 from reliability.ui.label_tab import LabelHandlers
-from reliability.ui.render import agreement_text, audio_figure, progress_text, result_cards, summary_text, table_rows
+from reliability.ui.render import agreement_text, audio_figure, progress_text, result_cards, summary_text, table_html
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPTIONS = ["a dog barking", "a steady tone", "a car horn"]
@@ -303,7 +303,7 @@ def test_the_dashboard_handlers_refresh_skip_and_export(services, tone_wav):
     outputs = ui.refresh("human", "(all)", "(all)", "(all)", "total")
     summary, plane, *_, signature = outputs
     assert "Dataset **lab**" in summary and {t.name for t in plane.data} >= {"idk", "mcot", "agent"}
-    assert all(isinstance(o, type(gr.skip())) for o in ui.tick("human", "(all)", "(all)", "(all)", "total", signature))
+    assert all(isinstance(o, type(gr.skip())) for o in ui.tick("human", "(all)", "(all)", "(all)", "total", False, signature))
     table, page = ui.export("human", "lab", "(all)", "(all)", "total")
     assert table.startswith(services.pool.exports_dir) and open(table).readline().startswith("backend,model_id,method,group")
     assert "plotly" in open(page).read(5000).lower()
@@ -442,8 +442,8 @@ def test_agreement_is_pooled_over_datasets_and_the_human_row_leads_the_table(ser
     assert "all datasets pooled" in text and "Krippendorff" in text
     mmau = services.dashboard.metrics(DashboardFilters(dataset="mmau"))
     assert (mmau.counts["human_used"], mmau.counts["human_excluded"]) == (1, 1)
-    headers, rows = table_rows(mmau)
-    assert rows[0][0] == "human" and rows[0][-1] == "human · 1 excluded"
+    table = table_html(mmau, all_columns=True)
+    assert table.index("<td>human</td>") < table.index("<td>baseline</td>") and "human · 1 excluded" in table
     assert "1 human answers used, 1 excluded (1 key seen first)" in agreement_text(mmau)
 
 

@@ -24,7 +24,7 @@ from reliability.services.compare import MethodResult
 from reliability.services.dashboard import Dashboard
 from reliability.services.labelling import HUMAN_MODE, Task
 from reliability.services.modality import Modality
-from reliability.tables import table_cells, table_headers
+from reliability.report import COLUMNS, NONE, NOTE, PERCENT, RGI, Column
 
 OUTCOME_BADGES = {"correct": "✓ correct", "wrong": "✗ wrong", "idk": "? I don't know"}
 WAVEFORM_POINTS = 1200  # envelope columns drawn for the waveform, whatever the clip's length
@@ -383,20 +383,48 @@ def backend_note(name: str) -> str:
     return BACKEND_NOTES.get(name, "")
 
 
-def table_rows(dashboard: Dashboard) -> tuple[list[str], list[list[Any]]]:
-    """The dashboard table: headers and rows, rates in percent with their 95 % intervals."""
-    setups = {(r["backend"], r["model_id"]) for r in dashboard.rows if r["backend"] != "-"}
-    headers = table_headers(["model"] if len(setups) > 1 else [])
-    data = []
+COMPACT = ("method", "group", "n", "acc", "tru", "rel", "rgi")  # the table's default columns; the rest behind "all columns"
+
+
+def table_html(dashboard: Dashboard, all_columns: bool = False) -> str:
+    """The dashboard table as HTML: each header's help (report.COLUMNS) on hover, each figure's 95 % interval on
+    hover (and, with all columns, under it); the human rows first."""
+    if dashboard.empty:
+        return '<div class="lab-empty">No rows yet.</div>'
+    columns = [c for c in COLUMNS if all_columns or c.key in COMPACT]
+    setups = {(r["backend"], r["model_id"]) for r in dashboard.rows if not _is_human(r)}
+    heads = [("model", "the backend and model that answered")] if len(setups) > 1 else []
+    heads += [(c.label, f"{c.label}: {c.help}" + ("" if c.better == NONE else f" ({c.better} is better)")) for c in columns]
+    head = "".join(f'<th title="{_esc(tip)}">{_esc(label)}</th>' for label, tip in heads)
     excluded = dashboard.counts.get("human_excluded", 0)
-    # the human rows first (a stable sort): the reference every method is read against stays above the table's scroll
+    body = []
+    # a stable sort: the reference every method is read against comes first
     for r in sorted(dashboard.rows, key=lambda r: not _is_human(r)):
         if _is_human(r) and excluded:
             r = {**r, "source": f"{r['source']} · {excluded} excluded"}
-        # whole-percent bounds keep the table narrow; the CSV download has them in full
-        cells = table_cells(r, bound_digits=0, missing="–")
-        data.append(([f"{r['backend']}/{r['model_id']}"] if len(setups) > 1 else []) + cells)
-    return headers, data
+        cells = [f"<td>{_esc(r['backend'])}/{_esc(r['model_id'])}</td>"] if len(setups) > 1 else []
+        cells += [_cell(r, c, all_columns) for c in columns]
+        body.append(f'<tr class="{"lab-human-row" if _is_human(r) else ""}">{"".join(cells)}</tr>')
+    note = "" if all_columns else '<div class="lab-table-note">Hover a header for its meaning and a figure for its 95 % interval.</div>'
+    return f'<div class="lab-table-wrap"><table class="lab-metrics"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>{note}'
+
+
+def _cell(row: dict[str, Any], column: Column, show_interval: bool) -> str:
+    value, low, high = row.get(column.key), row.get(f"{column.key}_low"), row.get(f"{column.key}_high")
+    if column.format in (PERCENT, RGI):
+        known = low is not None and high is not None
+        if column.format == PERCENT:
+            text = "–" if value is None else f"{100 * value:.0f} %"
+            bounds = f"{100 * low:.0f}–{100 * high:.0f} %" if known else ""
+        else:
+            text = row.get(f"{column.key}_label") or "–"
+            bounds = f"{low:.2f} to {high:.2f}" if known and value is not None and math.isfinite(value) else ""
+        tip = f"95 % interval {bounds}" if bounds else "no interval"
+        under = f'<div class="lab-interval">{bounds}</div>' if show_interval and bounds else ""
+        return f'<td title="{_esc(tip)}">{_esc(text)}{under}</td>'
+    if column.format == NOTE:
+        return f"<td>{_esc(row.get(f'{column.key}_why') or '')}</td>"
+    return f"<td>{_esc(row.get(column.key, ''))}</td>"
 
 
 def summary_text(dashboard: Dashboard) -> str:
@@ -418,17 +446,24 @@ def summary_text(dashboard: Dashboard) -> str:
     return text
 
 
+HUMAN_RULE = (
+    "**How people's labels are combined:** where several people judged the same answer, the majority verdict counts, "
+    "a tie going to the most recent. The **human** row is the people's own blind answers, judged against the key: "
+    "where several people answered an item, the majority outcome counts, a tie again going to the most recent answer."
+)
+
+
 def agreement_text(dashboard: Dashboard) -> str:
-    """Parser-vs-human and inter-annotator agreement in words, for the dataset shown and pooled over all datasets,
-    then what the human row is made of."""
+    """Agreement in words: parser vs human and among annotators' verdicts (this dataset and pooled), among the
+    humans' own answers, then how labels are combined and what the human row is made of."""
     a = dashboard.agreement
     pooled = a.get("pooled") or a
     if not pooled["parser_n"]:
-        lines = ["**Agreement:** no human verdicts yet. Judge answers in the **Annotate** tab to see how often the parser agrees with people."]
+        lines = ["**Agreement on verdicts:** no human verdicts yet. Judge answers in the **Annotate** tab to see how often the parser agrees with people."]
     else:
         lines = [
-            f"**Agreement, {_esc(dashboard.dataset)}:** {_agreement_line(a)}",
-            f"**Agreement, all datasets pooled:** {_agreement_line(pooled)}",
+            f"**Agreement on verdicts, {_esc(dashboard.dataset)}:** {_agreement_line(a)}",
+            f"**Agreement on verdicts, all datasets pooled:** {_agreement_line(pooled)}",
         ]
         shared = [k for k in a["kappas"] if k["n"]]
         if shared:
@@ -436,6 +471,8 @@ def agreement_text(dashboard: Dashboard) -> str:
             lines.append(f"Cohen's κ per pair ({_esc(dashboard.dataset)}): {kappas}.")
         counts = ", ".join(f"{_esc(name)} {n}" for name, n in a["labels_by_annotator"].items())
         lines.append(f"Labels per annotator ({_esc(dashboard.dataset)}): {counts or 'none'}.")
+    lines.append(f"**Agreement among the humans' own answers, {_esc(dashboard.dataset)}:** {_answers_line(a.get('answers'))}")
+    lines.append(HUMAN_RULE)
     human = human_row_text(dashboard)
     if human:
         lines.append(human)
@@ -448,7 +485,18 @@ def _agreement_line(a: dict[str, Any]) -> str:
     text = f"parser vs human {_share(a['parser_rate'])} of {a['parser_n']} verdicts"
     if len(a["annotators"]) > 1:
         return text + f" · Krippendorff's α (nominal) {_number(a['alpha'])} over {len(a['annotators'])} annotators and {a['n_answers']} answers."
-    return text + " · inter-annotator agreement needs a second annotator on the same answers."
+    return text + " · agreement between people needs a second annotator's verdicts on the same answers."
+
+
+def _answers_line(answers: dict[str, Any] | None) -> str:
+    """Krippendorff's α and Cohen's κ of the options people picked themselves, on the items several answered."""
+    if not answers or not answers["n_items"]:
+        return "no item has answers from two people yet (the **Annotate** tab's human-baseline mode)."
+    kappas = ", ".join(f"{_esc(k['a'])}/{_esc(k['b'])} {_number(k['kappa'])} (n={k['n']})" for k in answers["kappas"] if k["n"])
+    return (
+        f"Krippendorff's α (nominal) {_number(answers['alpha'])} over {len(answers['annotators'])} annotators on "
+        f"{answers['n_items']} shared items" + (f" · Cohen's κ {kappas}" if kappas else "") + "."
+    )
 
 
 def human_row_text(dashboard: Dashboard) -> str:
