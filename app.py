@@ -30,6 +30,7 @@ from reliability.ui.diagnostics_tab import build_diagnostics_tab
 from reliability.ui.experiments_tab import build_experiments_tab
 from reliability.ui.handlers import PRIVATE, health
 from reliability.ui.label_tab import MAX_CHOICES, build_label_tab
+from reliability.ui.lesson_tab import build_lesson_tab
 
 TITLE = "Audio-LLM reliability lab"
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -45,7 +46,7 @@ INTRO = (
     f"# {TITLE}\n"
     "Does the model know when to say **\"I don't know\"**? Ask a clip with the baseline and the reliability "
     "methods of *Towards Reliable Large Audio Language Model* (ACL 2025), judge the answers, and watch the "
-    "conservatism–humility trade-off move."
+    "conservatism–humility trade-off move. Teaching a class? The **Lesson** tab walks through four prepared examples."
 )
 
 CSS = """
@@ -59,6 +60,7 @@ CSS = """
 .lab-step-title {font-size: 0.85em; color: var(--body-text-color-subdued); margin-top: 4px;}
 .lab-reasoning {white-space: pre-wrap; font-size: 0.92em; max-height: 14em; overflow: auto; margin: 2px 0 6px;}
 .lab-steps {padding-left: 1.3em; margin: 4px 0;} .lab-steps li {margin-bottom: 6px;}
+.lab-lesson-step {padding: 8px 12px; margin-bottom: 8px;}
 .lab-modality {margin: 4px 0 10px; padding: 6px 10px; border-radius: 6px; background: var(--background-fill-secondary);}
 .lab-card-head {display: flex; justify-content: space-between; align-items: center; gap: 8px; margin-bottom: 6px;}
 .lab-method {font-weight: 650; font-size: 1.05em;}
@@ -209,7 +211,7 @@ def build_demo(services: Services) -> gr.Blocks:
         banner = gr.Markdown(visible=False)
         # outside the tabs: a browser state inside a tab not yet shown is not read from the browser at page load
         saved_name = gr.BrowserState("", storage_key=NAME_KEY, secret=NAME_SECRET)
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Compare", id="compare") as compare_tab:
                 compare = build_compare_tab(services)
             with gr.Tab("Annotate", id="annotate", elem_id="lab-annotate") as annotate_tab:
@@ -220,11 +222,16 @@ def build_demo(services: Services) -> gr.Blocks:
                 build_experiments_tab(services, experiments_tab, compare.methods)
             with gr.Tab("Text prior", id="text-prior") as prior_tab:
                 build_diagnostics_tab(services, prior_tab)
+            with gr.Tab("Lesson", id="lesson", elem_id="lab-lesson") as lesson_tab:
+                lesson = build_lesson_tab(services, compare, tabs)
 
         # ---- between the tabs: a request fills the filters and the dashboard; whoever typed a key has seen it
         compare.asked.then(**dashboard.update_filters).then(**dashboard.refresh)
         compare.raw.change(label.ui.note_compare_keys, [label.annotator, compare.raw], None, **PRIVATE)
-        for other in (compare_tab, annotate_tab, experiments_tab):
+        # a tab switched by a button is not "selected" by the user: the lesson's last step starts the dashboard itself
+        lesson.to_dashboard.then(lambda: gr.Timer(active=True), None, dashboard.timer, **PRIVATE).then(
+            **dashboard.update_filters).then(**dashboard.refresh)
+        for other in (compare_tab, annotate_tab, experiments_tab, lesson_tab):
             other.select(lambda: gr.Timer(active=False), None, dashboard.timer, **PRIVATE)
         label.annotator.change(lambda name: name, label.annotator, saved_name, **PRIVATE)
 

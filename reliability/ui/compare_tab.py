@@ -167,6 +167,8 @@ def build_compare_tab(services: Services) -> CompareTab:
         ui.detect, [audio, backend], modality, **PRIVATE
     )
     audio.change(ui.preview, audio, clip_plot, **PRIVATE)
+    # the cards answered another question; in the browser alone, since it runs on every keystroke
+    question.change(None, None, [status, cards, raw], js="() => ['', '', null]", **PRIVATE)
     backend.change(ui_render.backend_note, backend, backend_note, **PRIVATE)
     run.click(None, js="() => document.getElementById('lab-status')?.scrollIntoView({behavior: 'smooth', block: 'start'})")
     asked = run.click(
