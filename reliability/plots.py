@@ -117,7 +117,6 @@ def conservatism_humility_plane(points: Sequence[MethodPoint], normalize: str = 
     axis_title = {"xref": "paper", "yref": "paper", "showarrow": False, "font": {"size": 13}}
     fig.add_annotation(text="ΔCon: baseline-correct answers lost (lower is better)", x=0.5, y=0, yshift=-45, **axis_title)
     fig.add_annotation(text="ΔHum: baseline-wrong answers avoided (higher is better)", x=0, y=0.5, xshift=-55, textangle=-90, **axis_title)
-    small_sample_note(fig, min(sizes.values()))
     fig.update_layout(
         title=f"Conservatism–humility plane (D = {'all items' if normalize == 'total' else 'group size'}; dotted: RGI ±0.25, ±0.5)",
         template=TEMPLATE,
@@ -126,6 +125,7 @@ def conservatism_humility_plane(points: Sequence[MethodPoint], normalize: str = 
         legend={"title": {"text": "method"}},
         title_font={"size": 14},
     )
+    small_sample_note(fig, min(sizes.values()))
     return fig
 
 
@@ -173,15 +173,17 @@ def rgi_bars(points: Sequence[MethodPoint]) -> go.Figure:
             fig.add_trace(
                 go.Scatter(
                     x=off,
-                    y=[0 if v is None else math.copysign(edge * 1.2, v) for v in values],
+                    y=[0 if v is None else math.copysign(edge * 1.3, v) for v in values],
                     mode="markers+text",
                     name=method,
                     legendgroup=method,
                     showlegend=not shown,
                     offsetgroup=method,
                     marker={"color": colour, "size": 16, "symbol": [_off_symbol(v) for v in values], "line": {"width": 1, "color": "white"}},
-                    text=[_short_label(mine[g].comparison) + f" n={mine[g].comparison.n}" for g in off],
-                    textposition=["bottom center" if v is not None and v < 0 else "top center" for v in values],
+                    text=[f"{_short_label(mine[g].comparison)}<br>n={mine[g].comparison.n}" for g in off],
+                    textfont={"size": 10},
+                    # inside the band, towards the scale: the band's far edge holds its own label
+                    textposition=["top center" if v is not None and v < 0 else "bottom center" for v in values],
                     cliponaxis=False,
                     customdata=[[mine[g].comparison.rgi_label, mine[g].comparison.n] for g in off],
                     hovertemplate="<b>%{fullData.name}</b> · %{x}<br>RGI %{customdata[0]} · n = %{customdata[1]}<extra></extra>",
@@ -190,13 +192,12 @@ def rgi_bars(points: Sequence[MethodPoint]) -> go.Figure:
     fig.add_hline(y=0, line_color="grey")
     if any(p.comparison.rgi > 0 for p in infinite):
         fig.add_hrect(y0=edge * 1.05, y1=edge * 1.5, fillcolor="#e5e7eb", opacity=0.5, line_width=0, layer="below")
-        fig.add_annotation(text="off the scale: +∞ (no right answer lost)", x=1, xref="paper", y=edge * 1.45, yanchor="top",
+        fig.add_annotation(text="off the scale: +∞ (no right answer lost)", x=1, xref="paper", y=edge * 1.5, yanchor="top",
                            xanchor="right", showarrow=False, font={"size": 11, "color": "#4b5563"})
     if any(p.comparison.rgi < 0 for p in infinite):
         fig.add_hrect(y0=-edge * 1.5, y1=-edge * 1.05, fillcolor="#e5e7eb", opacity=0.5, line_width=0, layer="below")
-        fig.add_annotation(text="off the scale: −∞ (no wrong answer avoided)", x=1, xref="paper", y=-edge * 1.45, yanchor="bottom",
+        fig.add_annotation(text="off the scale: −∞ (no wrong answer avoided)", x=1, xref="paper", y=-edge * 1.5, yanchor="bottom",
                            xanchor="right", showarrow=False, font={"size": 11, "color": "#4b5563"})
-    small_sample_note(fig, min(p.comparison.n for p in points))
     fig.update_layout(
         title="Reliability Gain Index = log10(ΔHum / ΔCon) (higher is better)",
         barmode="group",
@@ -207,6 +208,7 @@ def rgi_bars(points: Sequence[MethodPoint]) -> go.Figure:
         legend={"title": {"text": "method"}},
         scattermode="group",
     )
+    small_sample_note(fig, min(p.comparison.n for p in points))
     return fig
 
 
@@ -234,10 +236,12 @@ def small_sample_note(fig: go.Figure, n: int) -> None:
     if n >= MIN_N:
         return
     fig.add_annotation(
-        text=f"<b>Too small a sample to read:</b> n = {n} items (fewer than {MIN_N}); one answer moves a figure by {100 / max(n, 1):.0f} points. Read the intervals.",
-        x=0.5, y=1, xref="paper", yref="paper", yanchor="bottom", yshift=4, showarrow=False,
-        font={"size": 12, "color": "#92400e"}, bgcolor="#fef3c7", bordercolor="#f59e0b", borderwidth=1,
+        text=f"<b>Too small a sample to read:</b> n = {n} items (fewer than {MIN_N}).<br>"
+        f"One answer moves a figure by {100 / max(n, 1):.0f} points: read the intervals, not the points.",
+        x=0, xanchor="left", y=1, xref="paper", yref="paper", yanchor="bottom", yshift=24, showarrow=False, align="left",
+        font={"size": 11, "color": "#92400e"}, bgcolor="#fef3c7", bordercolor="#f59e0b", borderwidth=1,
     )
+    fig.update_layout(margin={"t": (fig.layout.margin.t or 60) + 50})
 
 
 def risk_coverage_figure(curves: Mapping[str, RiskCoverage]) -> go.Figure:

@@ -252,15 +252,15 @@ LESSON_REPLY = "The announcement names nobody.\nAnswer: B"  # reasoning, then an
 
 
 def seed_shared_human_answers(db: os.PathLike, data_dir: os.PathLike, n: int = 6) -> None:
-    """Two annotators answer the same `n` seeded items themselves; they disagree on one."""
+    """Two annotators answer the same `n` seeded items themselves, picking various options; they disagree on one."""
     from annotations import store
     from reliability.services import Services, Settings
 
     services = Services.build(Settings(os.fspath(db), os.fspath(data_dir), backend="scripted", backend_kwargs={"reply": "A"}))
     items = store.get_items(services.pool.db(), "lab")[:n]
     for i, item in enumerate(items):
-        services.labels.human_answer("lab", item.id, "ana", item.choices[0])
-        services.labels.human_answer("lab", item.id, "bob", item.choices[1 if i == 0 else 0])
+        services.labels.human_answer("lab", item.id, "ana", item.choices[i % len(item.choices)])
+        services.labels.human_answer("lab", item.id, "bob", item.choices[(i + (i == 0)) % len(item.choices)])
 
 
 def test_a_lesson_walks_a_class_from_explained_cards_to_an_explained_dashboard(browser, tmp_path):
@@ -303,7 +303,7 @@ def test_a_lesson_walks_a_class_from_explained_cards_to_an_explained_dashboard(b
         page.wait_for_function("() => document.body.innerText.includes('Done:')")
         assert "but the clip does not say" in page.locator("#lab-results [data-method=baseline]").inner_text()
         settle(page)
-        screenshot(page, "compare")
+        screenshot(page, "compare-explained")
 
         # step 2: a new clip brings its own detected modality, never the one picked for the last
         open_tab(page, "Lesson")

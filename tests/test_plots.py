@@ -28,8 +28,8 @@ def test_rgi_bars_label_undefined_and_infinite_with_their_n():
     only_humble = {**BASE, "i6": "idk"}
     fig = rgi_bars([point("same", SAME, intervals=False), point("humble", only_humble, intervals=False)])
     labels = {t.name: (t.text[0], t.customdata[0][0]) for t in fig.data}
-    assert labels["same"] == ("n/a n=10", "undefined (no change)")
-    assert labels["humble"] == ("+∞ n=10", "+inf (no conservatism)")
+    assert labels["same"] == ("n/a<br>n=10", "undefined (no change)")
+    assert labels["humble"] == ("+∞<br>n=10", "+inf (no conservatism)")
     assert all(math.isfinite(v) for t in fig.data for v in t.y)
 
 
