@@ -1,6 +1,7 @@
 """The lab's services and the app's handlers without a browser or a server: compare, cache, labels, queue, dashboard."""
 from __future__ import annotations
 
+import html
 import json
 import os
 
@@ -11,7 +12,7 @@ import pytest
 from annotations import store
 from reliability.errors import AudioError, ItemError, StoreError
 from reliability.services import Services, Settings
-from reliability.services.compare import LAB_DATASET, Waiting, resolve_key
+from reliability.services.compare import LAB_DATASET, MethodResult, Waiting, resolve_key
 from reliability.services.dashboard import PARSER, DashboardFilters
 from reliability.services.labelling import HUMAN_MODE, KEY_SEEN, NO_AUDIO
 from reliability.types import Answer, Decoding, Item, Judgement, Outcome, Request
@@ -81,6 +82,23 @@ def test_a_cut_clip_says_so_on_its_card(services, make_wav):
     assert "cut to the model's 30 s limit: the last 15.0 s of 45.0 s were not heard" in card
     short = ask(services, make_wav(np.zeros(16000, dtype=np.float32) + 0.01, name="short.wav"), methods=["baseline"])[0]
     assert "lab-cut" not in result_cards(["baseline"], {"baseline": short})
+
+
+@pytest.mark.parametrize(
+    "outcome, choice, key, says, badge",
+    [
+        ("idk", None, "I don't know", "Right to abstain:</b> the clip does not say", "✓ right to abstain"),
+        ("wrong", "Anna", "I don't know", "answered “Anna”, but the clip does not say", "✗ wrong"),
+        ("wrong", "b", "c", "Wrong:</b> answered “b”; the key is “c”.", "✗ wrong"),
+        ("correct", "c", "c", "Right:</b> answered “c”, the key.", "✓ correct"),
+        ("idk", None, "c", "Abstained</b> although the clip answers it: the key is “c”", "? I don't know"),
+    ],
+)
+def test_a_card_says_its_outcome_in_plain_words(outcome, choice, key, says, badge):
+    result = MethodResult("idk", text="x", choice=choice, key=key, outcome=outcome, rule="unanswerable; final answer, exact text")
+    card = html.unescape(result_cards(["idk"], {"idk": result}))
+    assert says in card and badge in card
+    assert "in its final answer line, the reply is that option's text" in card  # the rule, not its code name
 
 
 @pytest.mark.parametrize(
