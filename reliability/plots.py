@@ -20,6 +20,7 @@ WRAP = 60  # characters per line of an empty figure's message, so it fits a half
 SPREAD = 0.03  # identical points of different methods are spread on a circle of this share of the axis
 # Below this many paired items one answer moves ΔCon or ΔHum by more than 3 points: a figure says its sample is too small.
 MIN_N = 30
+INFINITY_AT = 1.18  # an infinite RGI's marker, in units of the finite scale's end: inside the off-scale band
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def rgi_bars(points: Sequence[MethodPoint]) -> go.Figure:
             fig.add_trace(
                 go.Scatter(
                     x=off,
-                    y=[0 if v is None else math.copysign(edge * 1.3, v) for v in values],
+                    y=[0 if v is None else math.copysign(edge * INFINITY_AT, v) for v in values],
                     mode="markers+text",
                     name=method,
                     legendgroup=method,
@@ -182,26 +183,29 @@ def rgi_bars(points: Sequence[MethodPoint]) -> go.Figure:
                     marker={"color": colour, "size": 16, "symbol": [_off_symbol(v) for v in values], "line": {"width": 1, "color": "white"}},
                     text=[f"{_short_label(mine[g].comparison)}<br>n={mine[g].comparison.n}" for g in off],
                     textfont={"size": 10},
-                    # inside the band, towards the scale: the band's far edge holds its own label
-                    textposition=["top center" if v is not None and v < 0 else "bottom center" for v in values],
+                    textposition="top center",
                     cliponaxis=False,
                     customdata=[[mine[g].comparison.rgi_label, mine[g].comparison.n] for g in off],
                     hovertemplate="<b>%{fullData.name}</b> · %{x}<br>RGI %{customdata[0]} · n = %{customdata[1]}<extra></extra>",
                 )
             )
     fig.add_hline(y=0, line_color="grey")
-    if any(p.comparison.rgi > 0 for p in infinite):
-        fig.add_hrect(y0=edge * 1.05, y1=edge * 1.5, fillcolor="#e5e7eb", opacity=0.5, line_width=0, layer="below")
-        fig.add_annotation(text="off the scale: +∞ (no right answer lost)", x=1, xref="paper", y=edge * 1.5, yanchor="top",
-                           xanchor="right", showarrow=False, font={"size": 11, "color": "#4b5563"})
-    if any(p.comparison.rgi < 0 for p in infinite):
-        fig.add_hrect(y0=-edge * 1.5, y1=-edge * 1.05, fillcolor="#e5e7eb", opacity=0.5, line_width=0, layer="below")
-        fig.add_annotation(text="off the scale: −∞ (no wrong answer avoided)", x=1, xref="paper", y=-edge * 1.5, yanchor="bottom",
-                           xanchor="right", showarrow=False, font={"size": 11, "color": "#4b5563"})
+    # the ±∞ bands are off the scale: shaded, and named on the axis where a height would be read
+    step = next(s for s in (0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0) if edge / s <= 3) if edge < 30 else edge / 3
+    ticks = [k * step for k in range(-int(edge / step), int(edge / step) + 1)]
+    labels = [f"{t:g}" for t in ticks]
+    for sign, name in ((1, "+∞"), (-1, "−∞")):
+        if any(math.copysign(1, p.comparison.rgi) == sign for p in infinite):
+            fig.add_hrect(y0=sign * edge * 1.05, y1=sign * edge * 1.5, fillcolor="#e5e7eb", opacity=0.6, line_width=0, layer="below")
+            ticks.append(sign * edge * INFINITY_AT)
+            labels.append(name)
     fig.update_layout(
         title="Reliability Gain Index = log10(ΔHum / ΔCon) (higher is better)",
         barmode="group",
-        yaxis={"title": "RGI (bars: 95 % intervals)", "range": [-edge * 1.5, edge * 1.5], "zeroline": False},
+        yaxis={
+            "title": "RGI (bars: 95 % intervals; shaded: off the scale)", "range": [-edge * 1.5, edge * 1.5], "zeroline": False,
+            "tickvals": ticks, "ticktext": labels,
+        },
         template=TEMPLATE,
         height=480,
         margin={"l": 70, "r": 20, "t": 60, "b": 60},
@@ -238,10 +242,11 @@ def small_sample_note(fig: go.Figure, n: int) -> None:
     fig.add_annotation(
         text=f"<b>Too small a sample to read:</b> n = {n} items (fewer than {MIN_N}).<br>"
         f"One answer moves a figure by {100 / max(n, 1):.0f} points: read the intervals, not the points.",
-        x=0, xanchor="left", y=1, xref="paper", yref="paper", yanchor="bottom", yshift=24, showarrow=False, align="left",
+        x=0, xanchor="left", y=1, xref="paper", yref="paper", yanchor="bottom", yshift=28, showarrow=False, align="left",
         font={"size": 11, "color": "#92400e"}, bgcolor="#fef3c7", bordercolor="#f59e0b", borderwidth=1,
     )
-    fig.update_layout(margin={"t": (fig.layout.margin.t or 60) + 50})
+    # above the panels' own titles, below the figure's, which moves to the top
+    fig.update_layout(margin={"t": (fig.layout.margin.t or 60) + 60}, title={"y": 0.985, "yanchor": "top"})
 
 
 def risk_coverage_figure(curves: Mapping[str, RiskCoverage]) -> go.Figure:
@@ -274,7 +279,7 @@ def _short_label(comparison: Comparison) -> str:
 
 
 def _off_symbol(rgi: float | None) -> str:
-    return "circle-open" if rgi is None else ("arrow-up" if rgi > 0 else "arrow-down")
+    return "circle-open" if rgi is None else ("triangle-up" if rgi > 0 else "triangle-down")
 
 
 def _interval_text(point: MethodPoint) -> str:
