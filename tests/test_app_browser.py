@@ -91,7 +91,8 @@ def ask(page, clip: str, question: str = QUESTION) -> None:
     page.locator("#lab-question textarea").fill(question)
     page.locator("#lab-options textarea").fill("a dog barking\na steady tone\na car horn")
     page.locator("#lab-answer textarea").fill("a steady tone")
-    choose(page, "lab-modality", "sound")
+    page.wait_for_function("() => document.querySelector('#lab-modality input')?.value.endsWith('(detected)')")
+    choose(page, "lab-modality", "sound")  # the same as detected: picked, the card says "chosen by you"
     page.locator("#lab-compare").click()
 
 

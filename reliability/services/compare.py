@@ -139,8 +139,6 @@ class CompareService:
             raise ItemError("no question: type the question to ask about the clip")
         choices = tuple(dict.fromkeys(c.strip() for c in choices if c and c.strip()))
         key = resolve_key(answer, choices)
-        if (modality or AUTO).strip().lower() not in (AUTO, *MODALITY_CHOICES):
-            raise ItemError(f"modality {modality!r} is not one of {[AUTO, *MODALITY_CHOICES]}")
         clip = load_audio(audio_path, max_seconds=self.pool.settings.max_seconds)
         modality = self.modalities.resolve(modality, clip, backend).value
         item = Item(
