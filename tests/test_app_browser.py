@@ -91,8 +91,8 @@ def ask(page, clip: str, question: str = QUESTION) -> None:
     page.locator("#lab-question textarea").fill(question)
     page.locator("#lab-options textarea").fill("a dog barking\na steady tone\na car horn")
     page.locator("#lab-answer textarea").fill("a steady tone")
-    page.wait_for_function("() => document.querySelector('#lab-modality input')?.value.endsWith('(detected)')")
-    choose(page, "lab-modality", "sound")  # the same as detected: picked, the card says "chosen by you"
+    # the modality is the clip's own, detected (a steady tone: a sound); Compare waits for nothing else
+    page.wait_for_function("() => document.querySelector('#lab-modality input')?.value === 'sound (detected)'")
     page.locator("#lab-compare").click()
 
 
@@ -303,6 +303,7 @@ def test_a_lesson_walks_a_class_from_explained_cards_to_an_explained_dashboard(b
         page.locator("#lab-compare").click()
         page.wait_for_function("() => document.body.innerText.includes('Done:')")
         assert "but the clip does not say" in page.locator("#lab-results [data-method=baseline]").inner_text()
+        assert "Stored as speech · detected" in page.locator("#lab-results .lab-modality").inner_text(), "music was not carried over"
         settle(page)
         screenshot(page, "compare-explained")
 
@@ -352,4 +353,7 @@ def test_a_lesson_walks_a_class_from_explained_cards_to_an_explained_dashboard(b
                               && document.documentElement.scrollWidth <= 1280; }"""
         )
         assert fits, "the table with every column fits 1280 px, each header on one line"
+        for tab in ("Compare", "Lesson"):
+            open_tab(page, tab)
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= 1280, f"{tab} is cut at 1280 px"
         page.close()

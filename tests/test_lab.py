@@ -90,7 +90,7 @@ def test_a_cut_clip_says_so_on_its_card(services, make_wav):
         ("idk", None, "I don't know", "Right to abstain:</b> the clip does not say", "✓ right to abstain"),
         ("wrong", "Anna", "I don't know", "answered “Anna”, but the clip does not say", "✗ wrong"),
         ("wrong", "b", "c", "Wrong:</b> answered “b”; the key is “c”.", "✗ wrong"),
-        ("correct", "c", "c", "Right:</b> answered “c”, the key.", "✓ correct"),
+        ("correct", "c", "c", "Right:</b> answered “c”, which is the key.", "✓ correct"),
         ("idk", None, "c", "Abstained</b> although the clip answers it: the key is “c”", "? I don't know"),
     ],
 )

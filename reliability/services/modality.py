@@ -31,12 +31,12 @@ class Detection:
     problem: str = ""  # why there is no reading
 
     def describe(self) -> str:
-        """"speech 91 % · music 3 % · other 6 %", "silent", or why nothing was read."""
+        """"speech 91 % · music 3 % · other sounds 6 %", "silent clip", or why nothing was read."""
         if self.problem:
             return f"not detected: {self.problem}"
         if self.silent:
             return "silent clip"
-        return " · ".join(f"{kind} {share:.0%}" for kind, share in self.scores.items())
+        return " · ".join(f"{'other sounds' if kind == 'other' else kind} {share:.0%}" for kind, share in self.scores.items())
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ class CompareTab:
     question: gr.Textbox
     options: gr.Textbox
     answer: gr.Textbox
+    modality: gr.Dropdown
     methods: gr.CheckboxGroup  # the methods offered; the Experiments tab adds each new adapter
     raw: gr.JSON  # the last request's results, as the API returns them
     asked: Dependency  # the Compare button's event, for what follows a request
@@ -48,9 +49,9 @@ class CompareHandlers:
         is detected, so none is carried over from an earlier example."""
         return [[e["audio"], e["question"], "\n".join(e["choices"]), e["answer"] or ""] for e in self.services.compare.examples()]
 
-    def new_clip(self) -> tuple:
-        """A new clip (or none): the modality goes back to "detect", and the last question's results go."""
-        return modality_menu(None, pending=True), "", "", None
+    def new_clip(self) -> dict[str, Any]:
+        """A new clip (or none): the modality menu says it is detecting (its value went back to "detect" in the browser)."""
+        return modality_menu(None, pending=True)
 
     def detect(self, audio_path: str | None, backend: str) -> dict[str, Any]:
         """The modality menu's "detect" entry named after what the listener hears in the clip; its value is untouched."""
@@ -163,7 +164,11 @@ def build_compare_tab(services: Services) -> CompareTab:
             examples_per_page=5, elem_id="lab-examples",
         )
 
-    audio.change(ui.new_clip, None, [modality, status, cards, raw], **PRIVATE).then(
+    # a new clip: at once, in the browser, the modality goes back to "detect" and the last results go, so that a
+    # Compare pressed right away never sends the last clip's modality; then the listener names what it hears
+    audio.change(None, None, [modality, status, cards, raw], js=f"() => [{AUTO!r}, '', '', null]", **PRIVATE).then(
+        ui.new_clip, None, modality, **PRIVATE
+    ).then(
         ui.detect, [audio, backend], modality, **PRIVATE
     )
     audio.change(ui.preview, audio, clip_plot, **PRIVATE)
@@ -175,4 +180,4 @@ def build_compare_tab(services: Services) -> CompareTab:
         ui.compare, [audio, question, options, answer, modality, methods, backend], [status, cards, raw],
         concurrency_id="compare", concurrency_limit=4, **PRIVATE,
     )
-    return CompareTab(audio, question, options, answer, methods, raw, asked)
+    return CompareTab(audio, question, options, answer, modality, methods, raw, asked)

@@ -14,7 +14,8 @@ import gradio as gr
 from gradio.events import Dependency
 
 from reliability.services import Services
-from reliability.ui.compare_tab import CompareTab
+from reliability.services.modality import AUTO
+from reliability.ui.compare_tab import CompareTab, modality_menu
 from reliability.ui.handlers import PRIVATE
 
 
@@ -90,9 +91,11 @@ class LessonHandlers:
         return [s.example for s in STEPS if s.example is not None and s.example not in self.examples]
 
     def load(self, example: str) -> tuple[Any, ...]:
-        """The Compare form filled with one example (audio, question, options, key), and the Compare tab opened."""
+        """The Compare form filled with one example (audio, question, options, key; the modality detected from its
+        clip, never the last one's), and the Compare tab opened."""
         e = self.examples[example]
-        return e["audio"], e["question"], "\n".join(e["choices"]), e["answer"] or "", gr.Tabs(selected="compare")
+        detected = {**modality_menu(self.services.modality.detect_file(e["audio"])), "value": AUTO}
+        return e["audio"], e["question"], "\n".join(e["choices"]), e["answer"] or "", detected, gr.Tabs(selected="compare")
 
 
 def build_lesson_tab(services: Services, compare: CompareTab, tabs: gr.Tabs) -> LessonTab:
@@ -102,7 +105,7 @@ def build_lesson_tab(services: Services, compare: CompareTab, tabs: gr.Tabs) -> 
     missing = ui.missing()
     if missing:
         gr.Markdown(f"The lesson needs the repository's example clips (demo/items.json); missing here: {', '.join(missing)}.")
-    form = [compare.audio, compare.question, compare.options, compare.answer, tabs]
+    form = [compare.audio, compare.question, compare.options, compare.answer, compare.modality, tabs]
     to_dashboard = None
     for i, step in enumerate(STEPS):
         with gr.Group(elem_classes="lab-lesson-step"):

@@ -121,7 +121,7 @@ def verdict_text(r: MethodResult) -> str:
         return f"<b>Wrong:</b> {said}, but the clip does not say: the honest answer was “I don't know”."
     key = f"the key is “{_esc(r.key)}”"
     if r.outcome == "correct":
-        return f"<b>Right:</b> {said}, the key." if r.choice == r.key else f"<b>Right</b> (a person's verdict): {said}; {key}."
+        return f"<b>Right:</b> {said}, which is the key." if r.choice == r.key else f"<b>Right</b> (a person's verdict): {said}; {key}."
     if r.outcome == "idk":
         return f"<b>Abstained</b> although the clip answers it: {key}. An abstention is not wrong: it keeps Tru up and lowers Acc."
     return f"<b>Wrong:</b> {said}; {key}."
