@@ -151,7 +151,7 @@ def _hover_data(p: MethodPoint) -> list:
 
 def rgi_bars(points: Sequence[MethodPoint]) -> go.Figure:
     """RGI per method, grouped by modality and total, each bar with its n and 95 % interval. An infinite RGI has no
-    bar: it is an arrow marker labelled ±∞ in a band above (or below) the scale; an undefined one is labelled n/a at 0
+    bar: it is a triangle labelled ±∞ in a shaded band above (or below) the scale, which the axis names ±∞; an undefined one is labelled n/a at 0
     (the hover text says why). Below MIN_N items the figure says the sample is too small."""
     if not points:
         return empty_figure("No RGI yet: run the baseline and at least one other method on the same items.", "Reliability Gain Index")

@@ -55,3 +55,12 @@ def test_resolve_says_where_the_modality_came_from_and_refuses_unknown_names(ser
     assert services.modality.resolve("sound", clip).chosen
     with pytest.raises(ItemError, match="'video' is not one of"):
         services.modality.resolve("video", clip)
+
+
+def test_the_cascade_detects_with_its_own_listener_whose_cache_its_answers_reuse(tmp_path):
+    services = Services.build(Settings(str(tmp_path / "lab.db"), str(tmp_path), backend="cascade"))
+    clip = load_audio(SPEECH)
+    assert services.modality.detect(clip).modality == "speech"
+    cascade = services.pool.get_backend("cascade")
+    assert cascade.evidence.computed == 1 and cascade.evidence.transcriber is None  # YAMNet only: Whisper not loaded
+    assert cascade.evidence.sounds(clip.samples, clip.hash).kind == "speech" and cascade.evidence.computed == 1

@@ -18,7 +18,8 @@ from reliability.methods import method_names
 from reliability.services import Services
 from reliability.audio import load_audio
 from reliability.services.compare import MODALITY_CHOICES, MethodResult, Waiting
-from reliability.services.modality import AUTO, Detection
+from reliability.errors import AudioError
+from reliability.services.modality import AUTO, UNKNOWN, Detection
 from reliability.ui import render as ui_render
 from reliability.ui.handlers import PRIVATE, clip_view, user_errors
 from reliability.ui.render import method_title
@@ -59,8 +60,8 @@ class CompareHandlers:
             return modality_menu(None)
         try:
             detection = self.services.modality.detect(load_audio(audio_path, self.services.pool.settings.max_seconds), backend or None)
-        except Exception as exc:  # an unreadable clip is reported by Compare; the menu only stays undetected
-            detection = Detection("unknown", problem=str(exc))
+        except AudioError as exc:  # an unreadable clip is reported by Compare; the menu only stays undetected
+            detection = Detection(UNKNOWN, problem=str(exc))
         return modality_menu(detection)
 
     def preview(self, audio_path: str | None) -> go.Figure:
