@@ -1,6 +1,7 @@
 """The lab's services and the app's handlers without a browser or a server: compare, cache, labels, queue, dashboard."""
 from __future__ import annotations
 
+import html
 import json
 import os
 from types import SimpleNamespace
@@ -12,7 +13,7 @@ import pytest
 from annotations import store
 from reliability.errors import AudioError, ItemError, StoreError
 from reliability.services import Services, Settings
-from reliability.services.compare import LAB_DATASET, Waiting, resolve_key
+from reliability.services.compare import LAB_DATASET, MethodResult, Waiting, resolve_key
 from reliability.services.dashboard import PARSER, DashboardFilters
 from reliability.services.labelling import HUMAN_MODE, KEY_SEEN, NO_AUDIO
 from reliability.types import Answer, Decoding, Item, Judgement, Outcome, Request
@@ -20,7 +21,7 @@ from reliability.ui.api import Api
 from reliability.ui.compare_tab import CompareHandlers
 from reliability.ui.dashboard_tab import DashboardHandlers
 from reliability.ui.label_tab import LabelHandlers
-from reliability.ui.render import agreement_text, audio_figure, progress_text, result_cards, summary_text, table_rows
+from reliability.ui.render import agreement_text, audio_figure, progress_text, result_cards, summary_text, table_html
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPTIONS = ["a dog barking", "a steady tone", "a car horn"]
@@ -82,6 +83,23 @@ def test_a_cut_clip_says_so_on_its_card(services, make_wav):
     assert "cut to the model's 30 s limit: the last 15.0 s of 45.0 s were not heard" in card
     short = ask(services, make_wav(np.zeros(16000, dtype=np.float32) + 0.01, name="short.wav"), methods=["baseline"])[0]
     assert "lab-cut" not in result_cards(["baseline"], {"baseline": short})
+
+
+@pytest.mark.parametrize(
+    "outcome, choice, key, says, badge",
+    [
+        ("idk", None, "I don't know", "Right to abstain:</b> the clip does not say", "✓ right to abstain"),
+        ("wrong", "Anna", "I don't know", "answered “Anna”, but the clip does not say", "✗ wrong"),
+        ("wrong", "b", "c", "Wrong:</b> answered “b”; the key is “c”.", "✗ wrong"),
+        ("correct", "c", "c", "Right:</b> answered “c”, which is the key.", "✓ correct"),
+        ("idk", None, "c", "Abstained</b> although the clip answers it: the key is “c”", "? I don't know"),
+    ],
+)
+def test_a_card_says_its_outcome_in_plain_words(outcome, choice, key, says, badge):
+    result = MethodResult("idk", text="x", choice=choice, key=key, outcome=outcome, rule="unanswerable; final answer, exact text")
+    card = html.unescape(result_cards(["idk"], {"idk": result}))
+    assert says in card and badge in card
+    assert "in its final answer line, the reply is that option's text" in card  # the rule, not its code name
 
 
 @pytest.mark.parametrize(
@@ -223,7 +241,8 @@ def test_examples_point_at_the_repositorys_clips(tmp_path):
     services = Services.build(Settings(str(tmp_path / "lab.db"), str(tmp_path), examples_path=os.path.join(REPO, "demo", "items.json")))
     rows = CompareHandlers(services).example_rows()
     assert rows and all(os.path.isfile(row[0]) for row in rows)
-    assert all(row[4] in ("sound", "music", "speech") for row in rows)
+    # no modality column: a clip's modality is detected, never carried over from the example clicked before
+    assert all(len(row) == 4 for row in rows)
 
 
 def test_audio_figure_draws_waveform_and_spectrogram():
@@ -303,7 +322,7 @@ def test_the_dashboard_handlers_refresh_skip_and_export(services, tone_wav):
     outputs = ui.refresh("human", "(all)", "(all)", "(all)", "total")
     summary, plane, *_, signature = outputs
     assert "Dataset **lab**" in summary and {t.name for t in plane.data} >= {"idk", "mcot", "agent"}
-    assert all(isinstance(o, type(gr.skip())) for o in ui.tick("human", "(all)", "(all)", "(all)", "total", signature))
+    assert all(isinstance(o, type(gr.skip())) for o in ui.tick("human", "(all)", "(all)", "(all)", "total", False, signature))
     table, page = ui.export("human", "lab", "(all)", "(all)", "total")
     assert table.startswith(services.pool.exports_dir) and open(table).readline().startswith("backend,model_id,method,group")
     assert "plotly" in open(page).read(5000).lower()
@@ -442,8 +461,8 @@ def test_agreement_is_pooled_over_datasets_and_the_human_row_leads_the_table(ser
     assert "all datasets pooled" in text and "Krippendorff" in text
     mmau = services.dashboard.metrics(DashboardFilters(dataset="mmau"))
     assert (mmau.counts["human_used"], mmau.counts["human_excluded"]) == (1, 1)
-    headers, rows = table_rows(mmau)
-    assert rows[0][0] == "human" and rows[0][-1] == "human · 1 excluded"
+    table = table_html(mmau, all_columns=True)
+    assert table.index("<td>human</td>") < table.index("<td>baseline</td>") and "human · 1 excluded" in table
     assert "1 human answers used, 1 excluded (1 key seen first)" in agreement_text(mmau)
 
 

@@ -21,16 +21,17 @@ from reliability.judge import JUDGE_VERSION
 from reliability.methods import ask, get_method, validate_item
 from reliability.prompts import IDK_REPLY
 from reliability.services.jsonable import json_safe
+from reliability.services.modality import AUTO, CHOICES, UNKNOWN, ModalityService
 from reliability.services.pool import Pool, store_errors
 from reliability.training.adapters import ensure_loaded
-from reliability.types import MODALITIES, Item
+from reliability.types import Item
 
 log = logging.getLogger(__name__)
 
 LAB_DATASET = "lab"  # the dataset that items asked in the Compare tab are stored under
 LAB_SOURCE = "lab"  # runs.source of answers made by the app
-UNKNOWN_MODALITY = "unknown"
-MODALITY_CHOICES = (*MODALITIES, UNKNOWN_MODALITY)
+UNKNOWN_MODALITY = UNKNOWN
+MODALITY_CHOICES = CHOICES
 # extensions an upload may keep when it is copied into the app's upload folder
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm"})
 _LETTER = re.compile(r"\(?([A-Za-z])\)?\.?")
@@ -102,6 +103,11 @@ class CompareService:
     """Compare requests: checked, kept in the upload folder, stored as items of LAB_DATASET and answered per method."""
 
     pool: Pool
+    modalities: ModalityService | None = None  # detects a clip's modality; one of its own when None
+
+    def __post_init__(self):
+        if self.modalities is None:
+            self.modalities = ModalityService(self.pool)
 
     def examples(self) -> list[dict[str, Any]]:
         """Example items for the Compare tab (audio path made absolute); [] when there is no examples file."""
@@ -121,12 +127,14 @@ class CompareService:
 
     @store_errors
     def prepare(
-        self, audio_path: str | None, question: str, choices: Sequence[str], answer: str | None, modality: str = UNKNOWN_MODALITY
+        self, audio_path: str | None, question: str, choices: Sequence[str], answer: str | None, modality: str = AUTO,
+        backend: str | None = None,
     ) -> tuple[Item, Clip]:
         """Check a Compare request, keep its clip in the upload folder and store it as an item of LAB_DATASET.
 
         The item id is a hash of the question, choices, key and the decoded audio, so asking the same thing
-        again finds the answers already stored. Raises AudioError or ItemError with the reason.
+        again finds the answers already stored. The modality is detected from the clip where it is AUTO or empty
+        (by `backend`'s listener, see ModalityService). Raises AudioError or ItemError with the reason.
         """
         if not audio_path:
             raise AudioError("no audio: upload or record a clip, or pick an example")
@@ -136,9 +144,8 @@ class CompareService:
         check_sizes(question, choices)
         choices = tuple(dict.fromkeys(c.strip() for c in choices if c and c.strip()))
         key = resolve_key(answer, choices)
-        if modality not in MODALITY_CHOICES:
-            raise ItemError(f"modality {modality!r} is not one of {list(MODALITY_CHOICES)}")
         clip = load_audio(audio_path, max_seconds=self.pool.settings.max_seconds)
+        modality = self.modalities.resolve(modality, clip, backend).value
         item = Item(
             id="lab-" + store.content_id(question, choices, key, clip.hash)[:12],
             question=question, choices=choices, answer=key, modality=modality,
@@ -160,7 +167,7 @@ class CompareService:
         answer: str | None,
         methods: Sequence[str],
         backend: str | None = None,
-        modality: str = UNKNOWN_MODALITY,
+        modality: str = AUTO,
         report_waits: bool = False,
     ) -> Iterator[MethodResult | Waiting]:
         """Ask one clip with several methods: checks the request now, then returns an iterator that yields each
@@ -176,7 +183,7 @@ class CompareService:
             raise ItemError("no method selected: pick at least one")
         name = backend or self.pool.settings.backend
         check_backend(self.pool, name)
-        item, clip = self.prepare(audio_path, question, choices, answer, modality)
+        item, clip = self.prepare(audio_path, question, choices, answer, modality, name)
         return self._answers(name, self.pool.get_backend(name), methods, item, clip, report_waits)
 
     @store_errors

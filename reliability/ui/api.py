@@ -12,7 +12,7 @@ from gradio.data_classes import FileData
 
 from reliability.methods import method_names
 from reliability.services import Services
-from reliability.services.compare import UNKNOWN_MODALITY
+from reliability.services.modality import AUTO
 from reliability.services.dashboard import HUMAN
 from reliability.services.labelling import VERDICT_MODE, VIA_API
 from reliability.ui.handlers import dashboard_filters, user_errors
@@ -33,12 +33,13 @@ class Api:
         answer: str = "",
         methods: list[str] | None = None,
         backend: str = "",
-        modality: str = UNKNOWN_MODALITY,
+        modality: str = AUTO,
     ) -> Iterator[list[dict[str, Any]]]:
         """Ask the clip with each method (default: every registered training-free one); yields the results so far after each.
 
         audio: the clip, sent with gradio_client.handle_file(path). options: the choices ([] for an open
-        question). answer: the key, an option's text or letter ("" for none). Each result has method,
+        question). answer: the key, an option's text or letter ("" for none). modality: speech, music, sound or
+        unknown; "auto" (or "") detects it from the clip. Each result has method,
         error, cached, answer_id, text, choice, key, outcome, parsed, confidence, latency_s, steps, audio_type, tool.
         """
         path = _uploaded_path(audio)

@@ -271,6 +271,7 @@ def build_label_tab(services: Services, browser_keys: gr.BrowserState) -> LabelT
                 prev = gr.Button("← Previous  [K]", elem_id="lab-prev")
                 nxt = gr.Button("Next  [J] →", elem_id="lab-next")
             gr.Markdown(SHORTCUTS)
+            gr.Markdown(ui_render.HUMAN_RULE, elem_id="lab-combine")
     queue_state = gr.State()
 
     view = [progress, a_audio, a_plot, task, verdict_row, choice_col, *choice_buttons]
