@@ -6,9 +6,11 @@ over the services of reliability/services/. Run `python app.py --help` for the o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import logging
 import os
+import secrets
 import sys
 import threading
 from collections.abc import Sequence
@@ -30,21 +32,24 @@ from reliability.ui.diagnostics_tab import build_diagnostics_tab
 from reliability.ui.experiments_tab import build_experiments_tab
 from reliability.ui.handlers import PRIVATE, health
 from reliability.ui.label_tab import MAX_CHOICES, build_label_tab
+from reliability.ui.lesson_tab import build_lesson_tab
 
 TITLE = "Audio-LLM reliability lab"
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEMO_ITEMS = os.path.join(REPO, "demo", "items.json")
 DEMO_CLIPS = os.path.join(REPO, "demo", "clips")
+METRICS_DOC = os.path.join(REPO, "docs", "METRICS.md")  # served, so that the Dashboard can link the definitions
 MAX_FILE_SIZE = "50mb"  # larger uploads are refused by Gradio before they reach the lab
 NAME_KEY = "reliability-lab-annotator"  # localStorage key of the annotator's name
 # The name is not a secret; a fixed key lets the browser's saved name survive a server restart.
 NAME_SECRET = "reliability-lab-annotator-name"
+KEYS_KEY = "reliability-lab-compare-keys"  # localStorage key of the answer keys this browser saw in Compare
 
 INTRO = (
     f"# {TITLE}\n"
     "Does the model know when to say **\"I don't know\"**? Ask a clip with the baseline and the reliability "
     "methods of *Towards Reliable Large Audio Language Model* (ACL 2025), judge the answers, and watch the "
-    "conservatism–humility trade-off move."
+    "conservatism–humility trade-off move. Teaching a class? The **Lesson** tab walks through four prepared examples."
 )
 
 CSS = """
@@ -53,6 +58,13 @@ CSS = """
   padding: 10px 12px; background: var(--background-fill-primary);}
 .lab-correct {border-left-color: #16a34a;} .lab-wrong {border-left-color: #dc2626;} .lab-idk {border-left-color: #d97706;}
 .lab-error {border-left-color: #7f1d1d;} .lab-pending {opacity: 0.55;}
+.lab-honest {border-left-color: #16a34a;} .lab-honest .lab-badge {background: #dcfce7; color: #166534;}
+.lab-verdict {margin: 2px 0 8px; font-size: 0.95em;}
+.lab-step-title {font-size: 0.85em; color: var(--body-text-color-subdued); margin-top: 4px;}
+.lab-reasoning {white-space: pre-wrap; font-size: 0.92em; max-height: 14em; overflow: auto; margin: 2px 0 6px;}
+.lab-steps {padding-left: 1.3em; margin: 4px 0;} .lab-steps li {margin-bottom: 6px;}
+.lab-lesson-step {padding: 8px 12px; margin-bottom: 8px;}
+.lab-modality {margin: 4px 0 10px; padding: 6px 10px; border-radius: 6px; background: var(--background-fill-secondary);}
 .lab-card-head {display: flex; justify-content: space-between; align-items: center; gap: 8px; margin-bottom: 6px;}
 .lab-method {font-weight: 650; font-size: 1.05em;}
 .lab-badge {font-size: 0.85em; padding: 2px 9px; border-radius: 999px; background: var(--background-fill-secondary); white-space: nowrap;}
@@ -69,7 +81,13 @@ CSS = """
 .lab-why pre {white-space: pre-wrap; background: var(--background-fill-secondary); padding: 6px; border-radius: 4px;}
 .lab-question {font-size: 1.15em; font-weight: 600; margin: 6px 0;}
 .lab-options {list-style: none; padding-left: 0;} .lab-options li {margin: 2px 0;} .lab-options b {display: inline-block; width: 1.4em;}
-#lab-table td, #lab-table th, #lab-table td *, #lab-table th * {font-family: var(--font) !important; font-size: 0.92em;}
+.lab-table-wrap {overflow-x: auto; max-width: 100%;}
+.lab-metrics {border-collapse: collapse; width: 100%; font-size: 0.92em;}
+.lab-metrics th {text-align: left; white-space: nowrap; cursor: help; border-bottom: 2px solid var(--border-color-primary); padding: 4px 8px;}
+.lab-metrics th::after {content: " ⓘ"; color: var(--body-text-color-subdued); font-size: 0.8em;}
+.lab-metrics td {padding: 4px 8px; border-bottom: 1px solid var(--border-color-primary); vertical-align: top;}
+.lab-metrics td[title] {cursor: help;} .lab-human-row {background: var(--background-fill-secondary);}
+.lab-interval, .lab-table-note {color: var(--body-text-color-subdued); font-size: 0.85em;}
 .lab-key {color: #166534; font-weight: 600;}
 .lab-mine {margin-top: 8px; padding: 4px 8px; background: var(--background-fill-secondary); border-radius: 6px; display: inline-block;}
 .lab-facts-line {font-size: 0.85em; margin-top: 6px; color: var(--body-text-color-subdued);}
@@ -196,22 +214,30 @@ def build_demo(services: Services) -> gr.Blocks:
         banner = gr.Markdown(visible=False)
         # outside the tabs: a browser state inside a tab not yet shown is not read from the browser at page load
         saved_name = gr.BrowserState("", storage_key=NAME_KEY, secret=NAME_SECRET)
-        with gr.Tabs():
+        # keys seen in Compare before any name was typed still keep that browser's later human answers non-blind;
+        # sealed with the app's own secret, so no one can hand the server a list of keys to mark in another's name
+        browser_keys = gr.BrowserState([], storage_key=KEYS_KEY, secret=browser_secret(services.pool.settings.data_dir))
+        with gr.Tabs() as tabs:
             with gr.Tab("Compare", id="compare") as compare_tab:
                 compare = build_compare_tab(services)
             with gr.Tab("Annotate", id="annotate", elem_id="lab-annotate") as annotate_tab:
-                label = build_label_tab(services)
+                label = build_label_tab(services, browser_keys)
             with gr.Tab("Dashboard", id="dashboard") as dashboard_tab:
-                dashboard = build_dashboard_tab(services, dashboard_tab, label.queue_filters)
+                dashboard = build_dashboard_tab(services, dashboard_tab, label.queue_filters, f"/gradio_api/file={METRICS_DOC}")
             with gr.Tab("Experiments", id="experiments") as experiments_tab:
                 build_experiments_tab(services, experiments_tab, compare.methods)
             with gr.Tab("Text prior", id="text-prior") as prior_tab:
                 build_diagnostics_tab(services, prior_tab)
+            with gr.Tab("Lesson", id="lesson", elem_id="lab-lesson") as lesson_tab:
+                lesson = build_lesson_tab(services, compare, tabs)
 
         # ---- between the tabs: a request fills the filters and the dashboard; whoever typed a key has seen it
         compare.asked.then(**dashboard.update_filters).then(**dashboard.refresh)
-        compare.raw.change(label.ui.note_compare_keys, [label.annotator, compare.raw], None, **PRIVATE)
-        for other in (compare_tab, annotate_tab, experiments_tab):
+        compare.raw.change(label.ui.note_compare_keys, [label.annotator, compare.raw, browser_keys], browser_keys, **PRIVATE)
+        # a tab switched by a button is not "selected" by the user: the lesson's last step starts the dashboard itself
+        lesson.to_dashboard.then(lambda: gr.Timer(active=True), None, dashboard.timer, **PRIVATE).then(
+            **dashboard.update_filters).then(**dashboard.refresh)
+        for other in (compare_tab, annotate_tab, experiments_tab, lesson_tab):
             other.select(lambda: gr.Timer(active=False), None, dashboard.timer, **PRIVATE)
         label.annotator.change(lambda name: name, label.annotator, saved_name, **PRIVATE)
 
@@ -219,6 +245,18 @@ def build_demo(services: Services) -> gr.Blocks:
         demo.load(label.ui.whoami, saved_name, label.annotator, **PRIVATE)
         demo.load(**dashboard.update_filters).then(**dashboard.refresh)
     return demo
+
+
+def browser_secret(data_dir: str) -> str:
+    """The secret that seals what the app keeps in browsers, made once and kept in the app's folder (never served),
+    so a browser's list survives a restart."""
+    path = os.path.join(data_dir, "browser-secret")
+    if not os.path.isfile(path):
+        os.makedirs(data_dir, exist_ok=True)
+        with contextlib.suppress(FileExistsError), open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(secrets.token_hex(32))
+    with open(path) as f:
+        return f.read().strip()
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -240,6 +278,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--auth", action="append", default=[], metavar="USER:PASS", help="require a login; repeatable, one per annotator")
     parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="longest clip accepted (default: %(default)s)")
+    parser.add_argument(
+        "--allow-backend", action="append", default=[], choices=list(BACKENDS), metavar="NAME",
+        help="let Compare requests (the API's too) use this backend beyond the menu's, repeatable (e.g. openai)",
+    )
     parser.add_argument("--no-preload", action="store_true", help="load the model on the first request instead of at start")
     parser.add_argument("--debug", action="store_true", help="log every request and the traceback of every user error")
     args = parser.parse_args(argv)
@@ -263,6 +305,7 @@ def make_services(args: argparse.Namespace) -> Services:
         adapters_dir=args.adapters_dir,
         examples_path=DEMO_ITEMS if os.path.isfile(DEMO_ITEMS) else None,
         max_seconds=args.max_seconds,
+        extra_backends=tuple(args.allow_backend),
     ))
 
 
@@ -298,13 +341,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         share=args.share,
         auth=[tuple(a.split(":", 1)) for a in args.auth] or None,
         # served files: the example clips and the exports folder; never the database or other uploads
-        allowed_paths=[DEMO_CLIPS, services.pool.exports_dir],
+        allowed_paths=[DEMO_CLIPS, METRICS_DOC, services.pool.exports_dir],
         max_file_size=MAX_FILE_SIZE,
         theme=gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
         css=CSS,
         js=SHORTCUTS_JS,
         footer_links=["api"],
         run_history=False,  # the browser would otherwise keep every event's inputs and outputs in localStorage
+        # the lab's own errors are one-line gr.Error already; this shows Gradio's own refusals (a file path outside
+        # the uploads) as their line instead of {"error": null}
+        show_error=True,
     )
 
 

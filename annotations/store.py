@@ -25,6 +25,7 @@ VERDICT = "verdict"  # label kind: a human's judgement of a model answer
 HUMAN_ANSWER = "human_answer"  # label kind: a human's own answer to an item (the human baseline)
 PARSER, HUMAN = "parser", "human"  # where an outcome came from
 IDK_CHOICE = "I don't know"  # what a human picks to abstain
+MAX_ANNOTATOR_CHARS = 64  # a name, not a document: 10,000-character names were accepted
 VIA_VERDICT, VIA_COMPARE, VIA_API = "judge mode", "the Compare tab", "the API"  # where an annotator saw a key
 _CHUNK = 500  # ids per `IN (...)` query, well under SQLite's variable limit
 
@@ -379,7 +380,7 @@ def add_label(db: sqlite_utils.Database, answer_id: str, annotator: str, verdict
 def add_labels(db: sqlite_utils.Database, labels: Iterable[tuple[str, str, str, str]]) -> list[str]:
     """Record many verdicts (answer id, annotator, verdict, note) in one transaction, e.g. a page of the
     annotation UI or labels made elsewhere; all or none. Returns the label ids."""
-    labels = [(answer_id, _annotator(annotator), _verdict(verdict), note) for answer_id, annotator, verdict, note in labels]
+    labels = [(answer_id, check_annotator(annotator), _verdict(verdict), note) for answer_id, annotator, verdict, note in labels]
     ids = []
     with writing(db):
         for answer_id, annotator, verdict, note in labels:
@@ -409,7 +410,7 @@ def add_human_answer(
     :param choice: one of the item's choices, or None / "I don't know" to abstain. It is scored by exact
       match with the key: a person picks an option, so there is no free text to parse.
     """
-    annotator = _annotator(annotator)
+    annotator = check_annotator(annotator)
     row = db.execute("SELECT choices, answer, audio_path FROM items WHERE dataset = ? AND id = ?", [dataset, item_id]).fetchone()
     if row is None:
         raise StoreError(f"no item {item_id!r} in dataset {dataset!r}")
@@ -524,7 +525,7 @@ def saw_keys(db: sqlite_utils.Database, annotator: str, items: Iterable[tuple[st
 
     :param via: what showed them: VIA_VERDICT, VIA_COMPARE or VIA_API
     """
-    annotator = _annotator(annotator)
+    annotator = check_annotator(annotator)
     known = key_views(db, annotator)
     items = [i for i in dict.fromkeys(items) if i not in known]  # a view already recorded needs no write lock
     if items:
@@ -696,9 +697,12 @@ def _verdict(verdict: str) -> str:
         raise StoreError(f"verdict {verdict!r} is not one of {[o.value for o in Outcome]}") from None
 
 
-def _annotator(annotator: str) -> str:
+def check_annotator(annotator: str) -> str:
+    """The annotator's name, stripped; StoreError for none or one over MAX_ANNOTATOR_CHARS."""
     if not annotator or not annotator.strip():
         raise StoreError("an annotator name is required")
+    if len(annotator.strip()) > MAX_ANNOTATOR_CHARS:
+        raise StoreError(f"an annotator name is at most {MAX_ANNOTATOR_CHARS} characters, got {len(annotator.strip())}")
     return annotator.strip()
 
 

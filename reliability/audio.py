@@ -83,15 +83,29 @@ def from_array(samples, sample_rate: int, source: str = "array", max_seconds: fl
 
 
 def from_bytes(data: bytes, source: str = "upload", max_seconds: float = DEFAULT_MAX_SECONDS) -> Clip:
-    """Decode an in-memory file (WAV, FLAC, OGG: what soundfile reads), e.g. audio sent over HTTP, to a Clip."""
+    """Decode an in-memory file (WAV, FLAC, OGG: what soundfile reads), e.g. audio sent over HTTP, to a Clip.
+
+    The length is read from the header first, and decoding stops just past `max_seconds` whatever the header
+    says: a few hundred KiB of FLAC silence can claim hours that would take gigabytes to decode.
+    """
     import io
 
     import soundfile as sf
 
     try:
-        samples, sample_rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            if f.samplerate <= 0:
+                raise AudioError(f"{_short(source)}: invalid sample rate {f.samplerate}")
+            if f.frames > 0 and f.frames / f.samplerate > max_seconds:
+                raise AudioError(f"{_short(source)}: {f.frames / f.samplerate:.0f} s is longer than the {max_seconds:.0f} s limit")
+            limit = int(max_seconds * f.samplerate) + 1
+            samples, sample_rate = f.read(frames=limit, dtype="float32", always_2d=False), f.samplerate
+    except AudioError:
+        raise
     except Exception as exc:
         raise AudioError(f"{_short(source)}: not a readable audio file ({type(exc).__name__}: {_first_line(exc)})") from exc
+    if len(samples) >= limit:
+        raise AudioError(f"{_short(source)}: longer than the {max_seconds:.0f} s limit")
     return from_array(samples, sample_rate, source=source, max_seconds=max_seconds)
 
 

@@ -18,6 +18,8 @@ from reliability.errors import ReliabilityError
 
 ROW_FORMATS = ("csv", "jsonl")
 TABLE_FORMATS = ("json", "csv")
+# a CSV cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection"); tab and CR too
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def export_answers(db: sqlite_utils.Database, path: str | os.PathLike, run_ids: Sequence[str], format: str = "csv") -> int:
@@ -100,7 +102,19 @@ def _record(stored: store.StoredItem) -> dict[str, Any]:
 
 
 def _cell(value: Any) -> Any:
-    return json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else value
+    """A CSV cell: nested values as JSON text; text a spreadsheet would run as a formula gets a leading quote."""
+    if isinstance(value, (list, dict)):
+        value = json.dumps(value, ensure_ascii=False)
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _number(value) else value
+
+
+def _number(text: str) -> bool:
+    """Whether text is a plain number ("-0.5", "-inf"), which a spreadsheet reads as one, not as a formula."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _finite(value: Any) -> Any:

@@ -18,6 +18,9 @@ SYMBOLS = ("circle", "square", "diamond", "triangle-up", "pentagon", "hexagon", 
 TEMPLATE = "plotly_white"
 WRAP = 60  # characters per line of an empty figure's message, so it fits a half-width plot
 SPREAD = 0.03  # identical points of different methods are spread on a circle of this share of the axis
+# Below this many paired items one answer moves ΔCon or ΔHum by more than 3 points: a figure says its sample is too small.
+MIN_N = 30
+INFINITY_AT = 1.18  # an infinite RGI's marker, in units of the finite scale's end: inside the off-scale band
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,9 @@ def conservatism_humility_plane(points: Sequence[MethodPoint], normalize: str = 
     groups = list(dict.fromkeys(p.group for p in drawable))
     cols = 1 if len(groups) == 1 else 2
     rows = math.ceil(len(groups) / cols)
+    sizes = {g: max(p.comparison.n for p in drawable if p.group == g) for g in groups}
     fig = make_subplots(
-        rows=rows, cols=cols, subplot_titles=groups, shared_xaxes=True, shared_yaxes=True,
+        rows=rows, cols=cols, subplot_titles=[f"{g} (n = {sizes[g]})" for g in groups], shared_xaxes=True, shared_yaxes=True,
         horizontal_spacing=0.06, vertical_spacing=0.12 if rows > 1 else 0.0,
     )
     styles = method_styles([p.method for p in drawable])
@@ -122,6 +126,7 @@ def conservatism_humility_plane(points: Sequence[MethodPoint], normalize: str = 
         legend={"title": {"text": "method"}},
         title_font={"size": 14},
     )
+    small_sample_note(fig, min(sizes.values()))
     return fig
 
 
@@ -145,46 +150,103 @@ def _hover_data(p: MethodPoint) -> list:
 
 
 def rgi_bars(points: Sequence[MethodPoint]) -> go.Figure:
-    """RGI per method, grouped by modality and total. An infinite RGI is a hatched bar to the plot's edge
-    labelled ±∞; an undefined one has no bar and is labelled n/a (the hover text says why)."""
+    """RGI per method, grouped by modality and total, each bar with its n and 95 % interval. An infinite RGI has no
+    bar: it is a triangle labelled ±∞ in a shaded band above (or below) the scale, which the axis names ±∞; an undefined one is labelled n/a at 0
+    (the hover text says why). Below MIN_N items the figure says the sample is too small."""
     if not points:
         return empty_figure("No RGI yet: run the baseline and at least one other method on the same items.", "Reliability Gain Index")
     fig = go.Figure()
     groups = list(dict.fromkeys(p.group for p in points))
     styles = method_styles([p.method for p in points])
     finite = [abs(p.comparison.rgi) for p in points if _finite(p.comparison.rgi) is not None]
-    edge = max([*finite, 0.25]) * 1.25  # where an infinite bar ends
-    # side by side, horizontal labels fit a bar only when there are few bars per figure
-    angle = 0 if len(styles) * len(groups) <= 8 else -90
-    for method, (colour, _) in styles.items():
+    finite += [abs(v) for p in points if p.intervals is not None for v in (p.intervals.rgi.low, p.intervals.rgi.high) if _finite(v) is not None]
+    edge = max([*finite, 0.25]) * 1.15  # the end of the finite scale; ±∞ markers sit in a band beyond it
+    infinite = [p for p in points if p.comparison.rgi is not None and math.isinf(p.comparison.rgi)]
+    for method, (colour, symbol) in styles.items():
         mine = {p.group: p for p in points if p.method == method}
-        rgis = [mine[g].comparison.rgi if g in mine else None for g in groups]
-        fig.add_trace(
-            go.Bar(
-                x=groups,
-                y=[0 if v is None else (math.copysign(edge, v) if math.isinf(v) else v) for v in rgis],
-                name=method,
-                marker={"color": colour, "pattern": {"shape": ["/" if v is not None and math.isinf(v) else "" for v in rgis]}},
-                text=[_short_label(mine[g].comparison, upright=angle != 0) if g in mine else "" for g in groups],
-                textposition="outside",
-                textangle=angle,
-                cliponaxis=False,
-                customdata=[mine[g].comparison.rgi_label if g in mine else "" for g in groups],
-                error_y=_error_bars([mine[g] for g in groups if g in mine], "rgi") if all(g in mine for g in groups) else None,
-                hovertemplate="<b>%{fullData.name}</b> · %{x}<br>RGI %{customdata}<extra></extra>",
+        shown = [g for g in groups if g in mine and _finite(mine[g].comparison.rgi) is not None]
+        if shown:
+            fig.add_trace(_finite_bars(method, colour, [mine[g] for g in shown]))
+        # infinite and undefined RGIs: a labelled marker, never a bar whose height could be read
+        off = [g for g in groups if g in mine and _finite(mine[g].comparison.rgi) is None]
+        if off:
+            values = [mine[g].comparison.rgi for g in off]
+            fig.add_trace(
+                go.Scatter(
+                    x=off,
+                    y=[0 if v is None else math.copysign(edge * INFINITY_AT, v) for v in values],
+                    mode="markers+text",
+                    name=method,
+                    legendgroup=method,
+                    showlegend=not shown,
+                    offsetgroup=method,
+                    marker={"color": colour, "size": 16, "symbol": [_off_symbol(v) for v in values], "line": {"width": 1, "color": "white"}},
+                    text=[f"{_short_label(mine[g].comparison)}<br>n={mine[g].comparison.n}" for g in off],
+                    textfont={"size": 10},
+                    textposition="top center",
+                    cliponaxis=False,
+                    customdata=[[mine[g].comparison.rgi_label, mine[g].comparison.n] for g in off],
+                    hovertemplate="<b>%{fullData.name}</b> · %{x}<br>RGI %{customdata[0]} · n = %{customdata[1]}<extra></extra>",
+                )
             )
-        )
     fig.add_hline(y=0, line_color="grey")
+    # the ±∞ bands are off the scale: shaded, and named on the axis where a height would be read
+    step = next(s for s in (0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0) if edge / s <= 3) if edge < 30 else edge / 3
+    ticks = [k * step for k in range(-int(edge / step), int(edge / step) + 1)]
+    labels = [f"{t:g}" for t in ticks]
+    for sign, name in ((1, "+∞"), (-1, "−∞")):
+        if any(math.copysign(1, p.comparison.rgi) == sign for p in infinite):
+            fig.add_hrect(y0=sign * edge * 1.05, y1=sign * edge * 1.5, fillcolor="#e5e7eb", opacity=0.6, line_width=0, layer="below")
+            ticks.append(sign * edge * INFINITY_AT)
+            labels.append(name)
     fig.update_layout(
         title="Reliability Gain Index = log10(ΔHum / ΔCon) (higher is better)",
         barmode="group",
-        yaxis={"title": "RGI (hatched: ±∞)", "range": [-edge * 1.35, edge * 1.35]},
+        yaxis={
+            "title": "RGI (bars: 95 % intervals; shaded: off the scale)", "range": [-edge * 1.5, edge * 1.5], "zeroline": False,
+            "tickvals": ticks, "ticktext": labels,
+        },
         template=TEMPLATE,
         height=480,
         margin={"l": 70, "r": 20, "t": 60, "b": 60},
         legend={"title": {"text": "method"}},
+        scattermode="group",
     )
+    small_sample_note(fig, min(p.comparison.n for p in points))
     return fig
+
+
+def _finite_bars(method: str, colour: str, points: Sequence[MethodPoint]) -> go.Bar:
+    """One method's finite RGIs as bars, each labelled with its value and n, with its interval as an error bar."""
+    return go.Bar(
+        x=[p.group for p in points],
+        y=[p.comparison.rgi for p in points],
+        name=method,
+        legendgroup=method,
+        marker={"color": colour},
+        text=[f"{p.comparison.rgi:.2f}<br>n={p.comparison.n}" for p in points],
+        textposition="outside",
+        textfont={"size": 10},
+        cliponaxis=False,
+        offsetgroup=method,
+        customdata=[[p.comparison.rgi_label, p.comparison.n, _interval_text(p)] for p in points],
+        error_y=_error_bars(points, "rgi"),
+        hovertemplate="<b>%{fullData.name}</b> · %{x}<br>RGI %{customdata[0]} · n = %{customdata[1]}<br>%{customdata[2]}<extra></extra>",
+    )
+
+
+def small_sample_note(fig: go.Figure, n: int) -> None:
+    """A banner across the figure when its smallest group has fewer than MIN_N items."""
+    if n >= MIN_N:
+        return
+    fig.add_annotation(
+        text=f"<b>Too small a sample to read:</b> n = {n} items (fewer than {MIN_N}).<br>"
+        f"One answer moves a figure by {100 / max(n, 1):.0f} points: read the intervals, not the points.",
+        x=0, xanchor="left", y=1, xref="paper", yref="paper", yanchor="bottom", yshift=28, showarrow=False, align="left",
+        font={"size": 11, "color": "#92400e"}, bgcolor="#fef3c7", bordercolor="#f59e0b", borderwidth=1,
+    )
+    # above the panels' own titles, below the figure's, which moves to the top
+    fig.update_layout(margin={"t": (fig.layout.margin.t or 60) + 60}, title={"y": 0.985, "yanchor": "top"})
 
 
 def risk_coverage_figure(curves: Mapping[str, RiskCoverage]) -> go.Figure:
@@ -206,14 +268,25 @@ def risk_coverage_figure(curves: Mapping[str, RiskCoverage]) -> go.Figure:
     return fig
 
 
-def _short_label(comparison: Comparison, upright: bool = False) -> str:
-    """A bar label that fits above a bar; the full reason is in the hover text. Turned upright, ∞ would read as 8."""
+def _short_label(comparison: Comparison) -> str:
+    """A marker's label: "+∞", "−∞" or "n/a"; the full reason is in the hover text."""
     rgi = comparison.rgi
     if rgi is None:
         return "n/a"
     if math.isinf(rgi):
-        return ("+" if rgi > 0 else "−") + ("inf" if upright else "∞")
+        return "+∞" if rgi > 0 else "−∞"
     return f"{rgi:.2f}"
+
+
+def _off_symbol(rgi: float | None) -> str:
+    return "circle-open" if rgi is None else ("triangle-up" if rgi > 0 else "triangle-down")
+
+
+def _interval_text(point: MethodPoint) -> str:
+    interval = point.intervals.rgi if point.intervals is not None else None
+    if interval is None or interval.low is None or interval.high is None:
+        return "no interval"
+    return f"95 % interval {interval.low:.2f} to {interval.high:.2f}"
 
 
 def _finite(value: float | None) -> float | None:

@@ -4,14 +4,22 @@ Endpoints: POST /v1/chat/completions (text, `input_audio` and `audio_url` data-U
 temperature, top_p, max_tokens, seed, and the lab's `reliability_options` extension that returns each
 option's log-probability), GET /v1/models, GET /health. Requests that arrive while the backend is
 busy wait in a queue and go to its batched `generate` together (dynamic batching).
+
+Under abuse it holds: the key is checked (digest compare) before anything else, on every route; a body
+over `max_body_bytes` is refused (413) before it is parsed; `n`, `max_tokens` and the clip's length are
+capped (400 naming the setting that raises the cap); a request whose client hung up never reaches the model.
 """
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import contextlib
+import functools
+import hashlib
+import hmac
+import json
 import logging
+import math
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +28,9 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi import Request as HttpRequest
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
-from reliability.audio import from_bytes
+from reliability.audio import DEFAULT_MAX_SECONDS, from_bytes
 from reliability.backends.base import Backend
 from reliability.backends.openai_backend import OPTIONS_FIELD
 from reliability.errors import ReliabilityError
@@ -43,6 +51,16 @@ class ServeConfig:
     model_name: str = ""  # the name clients ask for; empty: the backend's model id
     max_batch: int = 16  # most requests per backend call
     batch_wait_ms: float = 20.0  # how long a lone request waits for others (5 ms split 8 concurrent requests 1 + 7)
+    max_n: int = 32  # most samples one request may ask for (n); n=1024 held the default for 33 s and 3.6 GB
+    max_tokens: int = 2048  # most tokens one request may ask for (max_tokens / max_completion_tokens)
+    # a 600 s clip of 16-bit WAV is 19.2 MB, 25.6 MB as base64: it fits, with room for the rest of the JSON
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_audio_seconds: float = DEFAULT_MAX_SECONDS  # longest clip, read from its header before it is decoded
+    limit_concurrency: int = 256  # open connections and requests at once; more are answered 503 by uvicorn
+
+
+CAP_FLAGS = {"max_n": "--max-n", "max_tokens": "--max-tokens", "max_body_bytes": "--max-body-mb", "max_audio_seconds": "--max-audio-seconds"}
+HUNG_UP = 499  # the status logged for a request whose client left before it was answered (nginx's convention)
 
 
 class BadRequest(Exception):
@@ -102,6 +120,107 @@ class Batcher:
             batch.append(self._queue.get_nowait())
 
 
+def error_body(exc: BadRequest) -> bytes:
+    """The OpenAI-style JSON error body of a refusal."""
+    return json.dumps({"error": {"message": str(exc), "type": exc.kind, "code": exc.status}}).encode()
+
+
+async def send_error(send, exc: BadRequest) -> None:
+    """Answer a raw ASGI request with a refusal, closing the connection (its body may be unread)."""
+    body = error_body(exc)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class KeyCheck:
+    """Pure ASGI: with a key, every route (the API, /health, the docs) needs "Authorization: Bearer <key>".
+
+    Pure ASGI rather than `@app.middleware("http")`: behind a BaseHTTPMiddleware a handler never hears its
+    client hang up. The key is compared as SHA-256 digests with hmac.compare_digest: in constant time,
+    and on bytes, so a non-ASCII header cannot raise.
+    """
+
+    def __init__(self, app, api_key: str):
+        self.app = app
+        self.digest = hashlib.sha256(f"Bearer {api_key}".encode()).digest()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(hashlib.sha256(given).digest(), self.digest):
+                return await send_error(send, BadRequest("invalid API key", 401, "authentication_error"))
+        await self.app(scope, receive, send)
+
+
+class BodyLimit:
+    """Pure ASGI: a body over `limit` bytes is refused with 413 before anything parses it, by its
+    Content-Length at once, a chunked one as soon as the bytes read pass the limit."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_big = BadRequest(
+            f"the body is over the server's {self.limit / 2**20:g} MiB limit (raise it with {CAP_FLAGS['max_body_bytes']})",
+            413, "invalid_request_error",
+        )
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await send_error(send, too_big if length.isdigit() else BadRequest("a bad Content-Length header"))
+        # one growing buffer, not a list of chunks to join: freed chunks stay resident in the heap, so a list
+        # would hold the body twice over for the rest of the request
+        buffer = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left before its body was in
+                return
+            buffer += message.get("body", b"")
+            if len(buffer) > self.limit:
+                return await send_error(send, too_big)
+            if not message.get("more_body", False):
+                break
+        body, replayed = bytes(buffer), False
+        del buffer
+
+        async def replay():
+            # the whole body once, then the client's own messages: its hang-up (http.disconnect) still arrives
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+async def until_hung_up(request: HttpRequest) -> None:
+    """Return when the client disconnects; call it once the body is read, so it takes no body message."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def with_cancellation(handler):
+    """Race the handler against its client's hang-up (vLLM's pattern): a client that left cancels the
+    handler, so its request leaves the batcher's queue before it reaches the model."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: HttpRequest):
+        await request.body()  # read now, so the hang-up listener never takes a body message from the handler
+        answer = asyncio.create_task(handler(request))
+        hang_up = asyncio.create_task(until_hung_up(request))
+        done, pending = await asyncio.wait((answer, hang_up), return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        if answer in done:
+            return answer.result()
+        return Response(status_code=HUNG_UP)
+
+    return wrapper
+
+
 def build_app(backend: Backend, config: ServeConfig = ServeConfig()):
     """The FastAPI app serving `backend`; the batcher starts with the app."""
     identity = backend.describe()
@@ -117,15 +236,12 @@ def build_app(backend: Backend, config: ServeConfig = ServeConfig()):
         task.cancel()
 
     app = FastAPI(title="reliability lab serve", lifespan=lifespan)
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    if config.api_key:  # added last, so it runs first: no body is read for a request without the key
+        app.add_middleware(KeyCheck, api_key=config.api_key)
 
     def error(exc: BadRequest) -> JSONResponse:
-        return JSONResponse({"error": {"message": str(exc), "type": exc.kind, "code": exc.status}}, status_code=exc.status)
-
-    @app.middleware("http")
-    async def check_key(request: HttpRequest, call_next):
-        if config.api_key and request.url.path.startswith("/v1") and request.headers.get("authorization") != f"Bearer {config.api_key}":
-            return error(BadRequest("invalid API key", 401, "authentication_error"))
-        return await call_next(request)
+        return JSONResponse(json.loads(error_body(exc)), status_code=exc.status)
 
     @app.get("/health")
     async def health() -> dict:
@@ -138,19 +254,15 @@ def build_app(backend: Backend, config: ServeConfig = ServeConfig()):
         return {"object": "list", "data": [card]}
 
     @app.post("/v1/chat/completions")
+    @with_cancellation
     async def chat(request: HttpRequest):
         try:
-            try:
-                body = await request.json()
-            except ValueError as exc:
-                raise BadRequest(f"the body is not JSON ({exc})") from exc
-            if not isinstance(body, dict):
-                raise BadRequest("the body must be a JSON object")
+            body = parse_json(await request.body())
             if body.get("model") != name:
-                raise BadRequest(f"The model `{body.get('model')}` does not exist. This server serves: {name}", 404, "NotFoundError")
+                raise BadRequest(f"The model `{str(body.get('model'))[:100]}` does not exist. This server serves: {name}", 404, "NotFoundError")
             if body.get("stream"):
                 raise BadRequest("stream=true is not supported by this server")
-            gen = await batcher.submit(parse_request(body))
+            gen = await batcher.submit(parse_request(body, config))
         except BadRequest as exc:
             return error(exc)
         except ReliabilityError as exc:
@@ -163,7 +275,18 @@ def build_app(backend: Backend, config: ServeConfig = ServeConfig()):
     return app
 
 
-def parse_request(body: dict[str, Any]) -> Request:
+def parse_json(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object; any malformed body (bad JSON, too deep, not an object) is a BadRequest."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser's stack
+        raise BadRequest(f"the body is not JSON ({type(exc).__name__}: {str(exc)[:100]})") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def parse_request(body: dict[str, Any], config: ServeConfig = ServeConfig()) -> Request:
     """An OpenAI chat request as a backend Request: text turns, the one clip, decoding settings, options."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -184,7 +307,7 @@ def parse_request(body: dict[str, Any]) -> Request:
                 elif kind in ("input_audio", "audio_url"):
                     if audio is not None:
                         raise BadRequest("one audio clip per request")
-                    audio = from_bytes(_audio_bytes(part), source=kind)
+                    audio = from_bytes(_audio_bytes(part), source=kind, max_seconds=config.max_audio_seconds)
                 else:
                     raise BadRequest(f"content part type {kind!r} is not supported; use text, input_audio or audio_url")
             text = "\n".join(texts)
@@ -197,24 +320,33 @@ def parse_request(body: dict[str, Any]) -> Request:
     return Request(
         messages=turns,
         audio=None if audio is None else audio.samples,
-        decoding=decoding(body),
+        decoding=decoding(body, config),
         choices=tuple(options),
         audio_hash=None if audio is None else audio.hash,
     )
 
 
-def decoding(body: dict[str, Any]) -> Decoding:
-    """OpenAI's sampling fields as Decoding: temperature 0 is greedy; n is the number of samples."""
-    try:
-        temperature = float(_given(body, "temperature", 1.0))
-        top_p = float(_given(body, "top_p", 1.0))
-        tokens = int(body.get("max_completion_tokens") or body.get("max_tokens") or Decoding.max_new_tokens)
-        n = int(_given(body, "n", 1))
-        seed = None if body.get("seed") is None else int(body["seed"])
-    except (TypeError, ValueError) as exc:
-        raise BadRequest(f"bad sampling field: {exc}") from exc
-    if temperature < 0 or not 0 < top_p <= 1 or tokens < 1 or n < 1:
-        raise BadRequest(f"out of range: temperature={temperature}, top_p={top_p}, max_tokens={tokens}, n={n}")
+def decoding(body: dict[str, Any], config: ServeConfig = ServeConfig()) -> Decoding:
+    """OpenAI's sampling fields as Decoding: temperature 0 is greedy; n is the number of samples.
+
+    Each field is checked finite first (NaN passes every range check), then its range, then its cap; a
+    refusal names the field, its value and, for a cap, the flag that raises it.
+    """
+    temperature = _number(body, "temperature", 1.0)
+    top_p = _number(body, "top_p", 1.0)
+    tokens_field = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    tokens = _integer(body, tokens_field, Decoding.max_new_tokens)
+    n = _integer(body, "n", 1)
+    seed = None if body.get("seed") is None else _integer(body, "seed", 0)
+    if temperature < 0:
+        raise BadRequest(f"temperature must be >= 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise BadRequest(f"top_p must be in (0, 1], got {top_p}")
+    for field, value, cap in ((tokens_field, tokens, "max_tokens"), ("n", n, "max_n")):
+        if value < 1:
+            raise BadRequest(f"{field} must be >= 1, got {value}")
+        if value > getattr(config, cap):
+            raise BadRequest(f"{field}={value} is over this server's cap of {getattr(config, cap)} (raise it with {CAP_FLAGS[cap]})")
     sample = temperature > 0
     return Decoding(
         do_sample=sample, temperature=temperature if sample else 1.0, top_p=top_p if sample else 1.0,
@@ -238,21 +370,46 @@ def completion(model: str, gen: Generation) -> dict[str, Any]:
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()), "model": model, "choices": choices}
 
 
-def _given(body: dict[str, Any], key: str, default: float | int):
-    """A field's value, or OpenAI's default where it is absent or null."""
-    return default if body.get(key) is None else body[key]
+def _number(body: dict[str, Any], key: str, default: float) -> float:
+    """A finite number field, or OpenAI's default where it is absent or null."""
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BadRequest(f"{key} must be a finite number, got {str(value)[:50]}")
+    return float(value)
+
+
+def _integer(body: dict[str, Any], key: str, default: int) -> int:
+    """A whole-number field (2.0 is 2; 2.7 is refused, not cut), or `default` where it is absent or null."""
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= 2**63:
+        raise BadRequest(f"{key} must be a whole number (64-bit), got {str(value)[:50]}")
+    return value
 
 
 def _audio_bytes(part: dict[str, Any]) -> bytes:
-    if part["type"] == "input_audio":
-        data = (part.get("input_audio") or {}).get("data")
+    field = part["type"]
+    holder = part.get(field)
+    if not isinstance(holder, dict):
+        raise BadRequest(f"{field} must be an object, e.g. " + ('{"data": "<base64>", "format": "wav"}' if field == "input_audio" else '{"url": "data:audio/wav;base64,..."}'))
+    if field == "input_audio":
+        data = holder.get("data")
     else:
-        url = (part.get("audio_url") or {}).get("url") or ""
-        if not url.startswith("data:"):
+        url = holder.get("url")
+        if not isinstance(url, str) or not url.startswith("data:"):
             raise BadRequest("audio_url must be a data: URL (data:audio/wav;base64,...); this server fetches nothing")
         data = url.partition(",")[2]
+    if not isinstance(data, str):
+        raise BadRequest(f"the audio of {field} must be base64 text")
     try:
-        return base64.b64decode(data or "", validate=True)
+        # straight from the text, not through an ASCII copy of it (b64decode makes one): a clip near the body cap
+        # would otherwise be held four times at once
+        return binascii.a2b_base64(data, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise BadRequest(f"the audio is not valid base64 ({exc})") from exc
 
@@ -268,4 +425,7 @@ def serve(backend: Backend, config: ServeConfig = ServeConfig()) -> None:
     print(f"serving {backend.name} on http://{config.host}:{config.port}/v1", flush=True)
     # idle client connections stay open a minute (uvicorn's default is 5 s): a client that pauses between
     # bursts would otherwise reconnect, and its first request would arrive alone and run as a batch of one
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", timeout_keep_alive=60)
+    uvicorn.run(
+        app, host=config.host, port=config.port, log_level="warning", timeout_keep_alive=60,
+        limit_concurrency=config.limit_concurrency,
+    )

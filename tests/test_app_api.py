@@ -294,3 +294,12 @@ def test_the_human_baseline_api_needs_the_clip_and_a_blind_annotator(app, client
     human = next(r for r in board["rows"] if r["method"] == "human" and r["group"] == "total")
     assert (human["n"], human["wrong"]) == (1, 1) and board["counts"]["human_used"] == 1
     assert client.predict("dee", "human", "api-mmau", api_name="/queue")["left_out"] == {"no audio": 1, "you saw the key": 1}
+
+
+def test_a_file_path_outside_the_uploads_is_refused_with_one_line(app):
+    """A client that names a server file instead of uploading one hears why, not `{"error": null}`."""
+    outside = {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}
+    started = httpx.post(f"{app[0]}gradio_api/call/compare", json={"data": [outside, "Which?", ["a", "b"], "a", ["baseline"], "", "sound"]}, timeout=30)
+    events = httpx.get(f"{app[0]}gradio_api/call/compare/{started.json()['event_id']}", timeout=60).text
+    error = events.split("event: error\ndata: ", 1)[1].splitlines()[0]
+    assert "not uploaded by a user" in error and error != "null", events

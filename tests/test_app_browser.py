@@ -91,7 +91,8 @@ def ask(page, clip: str, question: str = QUESTION) -> None:
     page.locator("#lab-question textarea").fill(question)
     page.locator("#lab-options textarea").fill("a dog barking\na steady tone\na car horn")
     page.locator("#lab-answer textarea").fill("a steady tone")
-    choose(page, "lab-modality", "sound")
+    # the modality is the clip's own, detected (a steady tone: a sound); Compare waits for nothing else
+    page.wait_for_function("() => document.querySelector('#lab-modality input')?.value === 'sound (detected)'")
     page.locator("#lab-compare").click()
 
 
@@ -246,3 +247,113 @@ def test_a_second_compare_during_a_first_shows_that_it_waits_for_the_model(brows
             page.wait_for_function("() => document.body.innerText.includes('Done:')", timeout=120_000)
             assert page.locator("#lab-results .lab-card[data-method]").count() == 4
             page.close()
+
+
+LESSON_REPLY = "The announcement names nobody.\nAnswer: B"  # reasoning, then an answer line, as MCoT asks
+
+
+def seed_shared_human_answers(db: os.PathLike, data_dir: os.PathLike, n: int = 6) -> None:
+    """Two annotators answer the same `n` seeded items themselves, picking various options; they disagree on one."""
+    from annotations import store
+    from reliability.services import Services, Settings
+
+    services = Services.build(Settings(os.fspath(db), os.fspath(data_dir), backend="scripted", backend_kwargs={"reply": "A"}))
+    items = store.get_items(services.pool.db(), "lab")[:n]
+    for i, item in enumerate(items):
+        services.labels.human_answer("lab", item.id, "ana", item.choices[i % len(item.choices)])
+        services.labels.human_answer("lab", item.id, "bob", item.choices[(i + (i == 0)) % len(item.choices)])
+
+
+def test_a_lesson_walks_a_class_from_explained_cards_to_an_explained_dashboard(browser, tmp_path):
+    db = tmp_path / "lab.db"
+    seed_lab(db, tmp_path, n_items=9, methods=("baseline", "idk", "mcot", "agent"))
+    seed_shared_human_answers(db, tmp_path)
+    with running_app(db, reply=LESSON_REPLY) as url:
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        settle(page)
+        modality = page.locator("#lab-modality input")
+
+        # step 1: a spoken clip; its modality is detected, and the cards explain themselves
+        open_tab(page, "Lesson")
+        screenshot(page, "lesson")
+        page.locator("#lab-lesson-1").click()
+        page.wait_for_function("() => document.querySelector('#lab-modality input')?.value === 'speech (detected)'")
+        assert "museum open" in page.locator("#lab-question textarea").input_value()
+        page.locator("#lab-compare").click()
+        page.wait_for_function("() => document.querySelectorAll('#lab-results .lab-card[data-method]').length === 4")
+        settle(page)
+        assert page.evaluate("() => window.scrollY") > 0, "the page scrolls to the results"
+        assert page.evaluate("() => document.getElementById('lab-results').getBoundingClientRect().top") < VIEWPORT["height"]
+        assert "Stored as speech · detected from the clip" in page.locator("#lab-results .lab-modality").inner_text()
+        baseline = page.locator("#lab-results [data-method=baseline]").inner_text()
+        assert "Wrong: answered “at nine o'clock”; the key is “at ten o'clock”." in baseline
+        assert "in its final answer line, the reply gives that option's letter" in baseline
+        mcot = page.locator("#lab-results [data-method=mcot]")
+        assert "Reasoning" in mcot.inner_text() and "The announcement names nobody." in mcot.locator(".lab-reasoning").inner_text()
+        assert page.locator("#lab-results [data-method=agent] .lab-steps li").count() == 3
+        choose(page, "lab-modality", "music")  # a wrong pick for this clip must not outlive it
+
+        # step 3: the same clip, a question it cannot answer: the old cards go, the baseline's guess is explained
+        open_tab(page, "Lesson")
+        page.locator("#lab-lesson-3").click()
+        page.wait_for_function("() => document.querySelector('#lab-question textarea')?.value.includes('name')")
+        assert page.locator("#lab-results .lab-card").count() == 0, "cards of the previous question are cleared"
+        page.locator("#lab-compare").click()
+        page.wait_for_function("() => document.body.innerText.includes('Done:')")
+        assert "but the clip does not say" in page.locator("#lab-results [data-method=baseline]").inner_text()
+        assert "Stored as speech · detected" in page.locator("#lab-results .lab-modality").inner_text(), "music was not carried over"
+        settle(page)
+        screenshot(page, "compare-explained")
+
+        # step 2: a new clip brings its own detected modality, never the one picked for the last
+        open_tab(page, "Lesson")
+        page.locator("#lab-lesson-2").click()
+        page.wait_for_function("() => document.querySelector('#lab-modality input')?.value === 'sound (detected)'")
+        assert page.locator("#lab-results .lab-card").count() == 0
+        page.locator("#lab-compare").click()
+        page.wait_for_function("() => document.querySelector('#lab-results .lab-modality')")
+        assert "Stored as sound" in page.locator("#lab-results .lab-modality").inner_text()
+        assert modality.input_value() == "sound (detected)"
+
+        # the Annotate tab says how labels are combined
+        open_tab(page, "Annotate")
+        assert "majority" in page.locator("#lab-combine").inner_text()
+
+        # the last step opens the Dashboard: explained, honest about its small sample, a table that fits
+        open_tab(page, "Lesson")
+        page.locator("#lab-lesson-5").click()
+        page.wait_for_function("() => document.querySelector('#lab-table .lab-metrics')")
+        settle(page)
+        headers = page.locator("#lab-table th").all_inner_texts()
+        assert [h.strip() for h in headers] == ["method", "group", "n", "Acc", "Tru", "Rel", "RGI"]
+        assert "share not answered wrongly" in page.locator("#lab-table th", has_text="Tru").get_attribute("title")
+        assert "95 % interval" in page.locator("#lab-table td[title]").first.get_attribute("title")
+        assert "Too small a sample" in page.locator("#lab-rgi").inner_text()
+        assert "n=" in page.locator("#lab-rgi").inner_text() and "(n = " in page.locator("#lab-plane").inner_text()
+        agreement = page.locator("#lab-agreement").inner_text()
+        assert "Agreement among the humans' own answers" in agreement and "6 shared items" in agreement
+        page.get_by_role("button", name="What the numbers mean").click()
+        explained = page.locator("#lab-explain").inner_text()
+        assert "Tru = (N_c + N_r) / N" in explained and "RGI = log10(20 / 10) = 0.30" in explained
+        link = page.locator("#lab-explain a", has_text="docs/METRICS.md").get_attribute("href")
+        assert page.request.get(url.rstrip("/") + link).ok
+        screenshot(page, "dashboard-explained")
+        page.get_by_role("button", name="What the numbers mean").click()
+
+        # every column on demand, and still nothing cut at 1280 px
+        page.set_viewport_size({"width": 1280, "height": 1000})
+        page.locator("#lab-all-columns input").check()
+        page.wait_for_function("() => [...document.querySelectorAll('#lab-table th')].some(th => th.innerText.includes('left out'))")
+        fits = page.evaluate(
+            """() => { const wrap = document.querySelector('#lab-table .lab-table-wrap');
+                       const ths = [...wrap.querySelectorAll('th')];
+                       return wrap.scrollWidth <= wrap.clientWidth + 1 && ths.every(th => th.getBoundingClientRect().height < 40)
+                              && document.documentElement.scrollWidth <= 1280; }"""
+        )
+        assert fits, "the table with every column fits 1280 px, each header on one line"
+        for tab in ("Compare", "Lesson"):
+            open_tab(page, tab)
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= 1280, f"{tab} is cut at 1280 px"
+        page.close()

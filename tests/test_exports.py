@@ -158,3 +158,13 @@ def test_metrics_rows_add_mmau_accuracy_and_leave_keyless_items_out(tmp_path):
     total = next(r for r in report.metrics_rows(db, "toy", n_boot=50) if r["group"] == "total")
     assert (total["n"], total["correct"], total["left_out"]) == (5, 3, 0)  # a person judged the keyless item
     assert total["mmau_n"] == 4  # MMAU cannot score an item without a key
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_escaped(tmp_path):
+    rows = [{"note": "=HYPERLINK(\"http://x\")", "a": "+1+1", "b": "@SUM(A1)", "c": "-2+3", "d": "-0.5", "e": "plain", "f": 3, "g": ["=x"]}]
+    path = tmp_path / "rows.csv"
+    exports.write_rows(rows, path, "csv", exports.ROW_FORMATS)
+    (row,) = list(csv.DictReader(path.open()))
+    assert row == {"note": "'=HYPERLINK(\"http://x\")", "a": "'+1+1", "b": "'@SUM(A1)", "c": "'-2+3", "d": "-0.5", "e": "plain", "f": "3", "g": '["=x"]'}
+    exports.write_rows(rows, tmp_path / "rows.jsonl", "jsonl", exports.ROW_FORMATS)  # JSON lines are data, kept as given
+    assert json.loads((tmp_path / "rows.jsonl").read_text())["note"] == rows[0]["note"]

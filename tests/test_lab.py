@@ -1,8 +1,10 @@
 """The lab's services and the app's handlers without a browser or a server: compare, cache, labels, queue, dashboard."""
 from __future__ import annotations
 
+import html
 import json
 import os
+from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 from annotations import store
 from reliability.errors import AudioError, ItemError, StoreError
 from reliability.services import Services, Settings
-from reliability.services.compare import LAB_DATASET, Waiting, resolve_key
+from reliability.services.compare import LAB_DATASET, MethodResult, Waiting, resolve_key
 from reliability.services.dashboard import PARSER, DashboardFilters
 from reliability.services.labelling import HUMAN_MODE, KEY_SEEN, NO_AUDIO
 from reliability.types import Answer, Decoding, Item, Judgement, Outcome, Request
@@ -19,7 +21,7 @@ from reliability.ui.api import Api
 from reliability.ui.compare_tab import CompareHandlers
 from reliability.ui.dashboard_tab import DashboardHandlers
 from reliability.ui.label_tab import LabelHandlers
-from reliability.ui.render import agreement_text, audio_figure, progress_text, result_cards, summary_text, table_rows
+from reliability.ui.render import agreement_text, audio_figure, progress_text, result_cards, summary_text, table_html
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPTIONS = ["a dog barking", "a steady tone", "a car horn"]
@@ -81,6 +83,23 @@ def test_a_cut_clip_says_so_on_its_card(services, make_wav):
     assert "cut to the model's 30 s limit: the last 15.0 s of 45.0 s were not heard" in card
     short = ask(services, make_wav(np.zeros(16000, dtype=np.float32) + 0.01, name="short.wav"), methods=["baseline"])[0]
     assert "lab-cut" not in result_cards(["baseline"], {"baseline": short})
+
+
+@pytest.mark.parametrize(
+    "outcome, choice, key, says, badge",
+    [
+        ("idk", None, "I don't know", "Right to abstain:</b> the clip does not say", "✓ right to abstain"),
+        ("wrong", "Anna", "I don't know", "answered “Anna”, but the clip does not say", "✗ wrong"),
+        ("wrong", "b", "c", "Wrong:</b> answered “b”; the key is “c”.", "✗ wrong"),
+        ("correct", "c", "c", "Right:</b> answered “c”, which is the key.", "✓ correct"),
+        ("idk", None, "c", "Abstained</b> although the clip answers it: the key is “c”", "? I don't know"),
+    ],
+)
+def test_a_card_says_its_outcome_in_plain_words(outcome, choice, key, says, badge):
+    result = MethodResult("idk", text="x", choice=choice, key=key, outcome=outcome, rule="unanswerable; final answer, exact text")
+    card = html.unescape(result_cards(["idk"], {"idk": result}))
+    assert says in card and badge in card
+    assert "in its final answer line, the reply is that option's text" in card  # the rule, not its code name
 
 
 @pytest.mark.parametrize(
@@ -222,7 +241,8 @@ def test_examples_point_at_the_repositorys_clips(tmp_path):
     services = Services.build(Settings(str(tmp_path / "lab.db"), str(tmp_path), examples_path=os.path.join(REPO, "demo", "items.json")))
     rows = CompareHandlers(services).example_rows()
     assert rows and all(os.path.isfile(row[0]) for row in rows)
-    assert all(row[4] in ("sound", "music", "speech") for row in rows)
+    # no modality column: a clip's modality is detected, never carried over from the example clicked before
+    assert all(len(row) == 4 for row in rows)
 
 
 def test_audio_figure_draws_waveform_and_spectrogram():
@@ -302,7 +322,7 @@ def test_the_dashboard_handlers_refresh_skip_and_export(services, tone_wav):
     outputs = ui.refresh("human", "(all)", "(all)", "(all)", "total")
     summary, plane, *_, signature = outputs
     assert "Dataset **lab**" in summary and {t.name for t in plane.data} >= {"idk", "mcot", "agent"}
-    assert all(isinstance(o, type(gr.skip())) for o in ui.tick("human", "(all)", "(all)", "(all)", "total", signature))
+    assert all(isinstance(o, type(gr.skip())) for o in ui.tick("human", "(all)", "(all)", "(all)", "total", False, signature))
     table, page = ui.export("human", "lab", "(all)", "(all)", "total")
     assert table.startswith(services.pool.exports_dir) and open(table).readline().startswith("backend,model_id,method,group")
     assert "plotly" in open(page).read(5000).lower()
@@ -441,8 +461,8 @@ def test_agreement_is_pooled_over_datasets_and_the_human_row_leads_the_table(ser
     assert "all datasets pooled" in text and "Krippendorff" in text
     mmau = services.dashboard.metrics(DashboardFilters(dataset="mmau"))
     assert (mmau.counts["human_used"], mmau.counts["human_excluded"]) == (1, 1)
-    headers, rows = table_rows(mmau)
-    assert rows[0][0] == "human" and rows[0][-1] == "human · 1 excluded"
+    table = table_html(mmau, all_columns=True)
+    assert table.index("<td>human</td>") < table.index("<td>baseline</td>") and "human · 1 excluded" in table
     assert "1 human answers used, 1 excluded (1 key seen first)" in agreement_text(mmau)
 
 
@@ -470,3 +490,68 @@ def test_keyless_items_stay_out_of_the_risk_coverage_curve_too(services, tone_wa
     evaluate(services.pool.db(), confident, items, ["baseline"])
     curve = services.dashboard.metrics(DashboardFilters(dataset="mmau", source=PARSER)).curves["baseline"]
     assert len(curve.coverage) == 3 and curve.risk[-1] == 0.0, curve
+
+
+def test_compare_refuses_too_many_or_too_long_options_and_backends_the_menu_hides(services, tone_wav):
+    from reliability.errors import BackendError
+
+    for options, message in (([f"o{i}" for i in range(1000)], "1000 options; the limit is 26"), (["x" * (1 << 20), "y"], "the limit is 500")):
+        with pytest.raises(ItemError, match=message):
+            services.compare.compare(str(tone_wav), "Which?", options, "", ["baseline"])
+    with pytest.raises(BackendError, match="'openai' is not offered by this app.*--allow-backend"):
+        services.compare.compare(str(tone_wav), "Which?", OPTIONS, KEY, ["baseline"], backend="openai")
+    with pytest.raises(StoreError, match="at most 64 characters"):
+        services.labels.queue("a" * 10_000)
+
+
+def test_without_auth_one_api_queue_call_shows_and_marks_only_the_key_to_label_next(services, tone_wav):
+    add_dataset(services, tone_wav, n=3)
+    run = store.get_or_create_run(services.pool.db(), "mmau", {"backend": "scripted", "model_id": "m"}, {"method": "baseline"}, Decoding(), "full")
+    store.save_answers(
+        services.pool.db(), run.id, [Answer(f"m{i}", "baseline", "A", Judgement("A", Outcome.WRONG, True, "t"), [], Decoding()) for i in range(3)],
+        [None] * 3, "j",
+    )
+    data = Api(services).queue("victim", "verdict", "mmau", limit=10_000)
+    assert sum(t["answer_key"] is not None for t in data["tasks"]) == 1 and len(data["tasks"]) == 3
+    assert len(store.key_views(services.pool.db(), "victim")) == 1
+    signed_in = Api(services).queue("ana", "verdict", "mmau", request=SimpleNamespace(username="ana"))  # her own name: every key
+    assert all(t["answer_key"] == KEY for t in signed_in["tasks"]) and len(store.key_views(services.pool.db(), "ana")) == 3
+
+
+def test_a_browser_that_saw_a_key_in_compare_unnamed_stays_non_blind_once_named(services, tone_wav):
+    results = ask(services, tone_wav, methods=["baseline"])
+    ui = LabelHandlers(services)
+    kept = ui.note_compare_keys("", [r.as_dict() for r in results], None, [])  # no name typed yet
+    assert kept == [[LAB_DATASET, results[0].item_id]] and store.key_views(services.pool.db(), "ana") == {}
+    state, *_ = ui.load_queue("ana", HUMAN_MODE, "(all)", "(all)", "(all)", False, False, None, kept)
+    assert state["tasks"] == [] and state["left_out"] == {KEY_SEEN: 1}
+    with pytest.raises(StoreError, match="saw the answer key"):
+        services.labels.human_answer(LAB_DATASET, results[0].item_id, "ana", KEY)
+
+
+def test_requests_keeping_the_same_clip_at_once_all_succeed(services, tone_wav):
+    """Each keeps the upload through its own part file; a shared one was lost to the other's rename."""
+    import threading
+
+    errors = []
+
+    def keep(i):
+        for j in range(5):
+            try:
+                services.compare.prepare(str(tone_wav), f"Question {i}-{j}?", OPTIONS, KEY)
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=keep, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(os.listdir(services.pool.uploads_dir)) == 1
+
+
+def test_a_key_seen_under_a_refused_name_is_still_kept_by_the_browser(services, tone_wav):
+    results = ask(services, tone_wav, methods=["baseline"])
+    with pytest.warns(UserWarning, match="at most 64 characters"):
+        kept = LabelHandlers(services).note_compare_keys("x" * 100, [r.as_dict() for r in results], None, [])
+    assert kept == [[LAB_DATASET, results[0].item_id]]

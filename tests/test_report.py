@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import dataclasses
 import json
 
@@ -54,8 +55,8 @@ def test_the_column_list_drives_the_cli_table_the_exports_and_the_dashboard(db_p
     assert {f"{c.key}_{end}" for c in report.COLUMNS if c.stat for end in ("low", "high")} <= set(fields)
     rows = report.metrics_rows(open_db(db_path), "toy", n_boot=20)
     board = Dashboard(DashboardFilters(), "toy", [{"model_id": r["model"], **r} for r in rows], [], {}, {}, {})
-    headers, data = ui_render.table_rows(board)
-    assert headers == labels and all(len(cells) == len(labels) for cells in data)
+    table = ui_render.table_html(board, all_columns=True)  # the dashboard's: its compact default hides some
+    assert all(f">{html.escape(label)}</th>" in table for label in labels) and table.count("<tr") == len(board.rows) + 1
 
 
 def test_the_cli_table_has_tru(db_path, capsys):

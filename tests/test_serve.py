@@ -4,11 +4,13 @@ Also holds `running_serve`, the helper the openai backend's tests start their se
 """
 from __future__ import annotations
 
-import base64
 import asyncio
+import base64
 import contextlib
 import io
+import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -58,6 +60,12 @@ class Server:
         self.port, self.log_path, self.proc, self.args = port, log_path, None, ()
 
     @property
+    def headers(self) -> dict[str, str]:
+        """The key the server was started with, as every route (/health too) needs it."""
+        args = list(self.args)
+        return {"Authorization": f"Bearer {args[args.index('--api-key') + 1]}"} if "--api-key" in args else {}
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
@@ -71,7 +79,7 @@ class Server:
             if self.proc.poll() is not None:
                 pytest.fail(f"serve exited with {self.proc.returncode}:\n{self.log()}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", headers=self.headers, timeout=2).status_code == 200:
                     return
             if time.monotonic() > deadline:
                 pytest.fail(f"serve did not start within {STARTUP_S} s:\n{self.log()}")
@@ -90,7 +98,7 @@ class Server:
                 self.kill()
 
     def health(self) -> dict:
-        return httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=5).json()
+        return httpx.get(f"http://127.0.0.1:{self.port}/health", headers=self.headers, timeout=5).json()
 
     def log(self) -> str:
         with open(self.log_path, errors="replace") as f:
@@ -176,8 +184,9 @@ def test_sampling_fields_map_onto_decoding():
         True, 0.8, 0.9, 7, 5, 3,
     )
     assert decoding({}).do_sample  # OpenAI's default temperature is 1
-    with pytest.raises(BadRequest, match="out of range"):
+    with pytest.raises(BadRequest, match="n must be >= 1, got 0"):
         decoding({"n": 0})
+    assert decoding({"n": 2.0}).num_samples == 2  # a whole float is that number; 2.7 is refused, not cut
 
 
 def test_a_request_becomes_text_turns_one_clip_and_options():
@@ -194,3 +203,121 @@ def test_a_request_becomes_text_turns_one_clip_and_options():
     assert request.messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Which?"}]
     assert np.array_equal(request.audio, samples.astype(np.float32)) and request.choices == ("cat", "dog")
     assert parse_request({"messages": [{"role": "user", "content": "no clip"}]}).audio is None
+
+
+def raw_post(port: int, path: str, body: bytes = b"", headers: dict[str, str] | None = None, chunked: bool = False,
+             declared: int | None = None) -> tuple[int, bytes]:
+    """POST over a bare socket, stopping the upload as soon as the server answers (a refused body is never sent
+    whole); returns (status, response body). `declared` sends a Content-Length other than the body's."""
+    head = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close", *(f"{k}: {v}" for k, v in (headers or {}).items())]
+    head.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body) if declared is None else declared}")
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        step = 1 << 20
+        with contextlib.suppress(OSError):  # the server may close while the rest is still being sent
+            for start in range(0, len(body), step):
+                chunk = body[start : start + step]
+                s.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" if chunked else chunk)
+                if select.select([s], [], [], 0)[0]:
+                    break
+            else:
+                if chunked:
+                    s.sendall(b"0\r\n\r\n")
+        reply = b""
+        with contextlib.suppress(OSError):
+            while part := s.recv(65536):
+                reply += part
+    status_line, _, rest = reply.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+def chat_body(**fields) -> dict:
+    return {"model": "scripted", "messages": [{"role": "user", "content": "hi"}], **fields}
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (json.dumps(chat_body(n=100000)), "n=100000 is over this server's cap of 32 (raise it with --max-n)"),
+        (json.dumps(chat_body(max_tokens=10**9)), "raise it with --max-tokens"),
+        (json.dumps(chat_body(max_tokens=0)), "max_tokens must be >= 1"),
+        (json.dumps(chat_body(n=2.7)), "n must be a whole number"),
+        (json.dumps(chat_body()).replace('"messages"', '"temperature": NaN, "messages"'), "temperature must be a finite number"),
+        (json.dumps(chat_body()).replace('"messages"', '"temperature": Infinity, "messages"'), "temperature must be a finite number"),
+        (json.dumps(chat_body()).replace('"messages"', '"max_tokens": 1e400, "messages"'), "max_tokens must be a whole number"),
+        (json.dumps(chat_body()).replace('"messages"', '"seed": 1e400, "messages"'), "seed must be a whole number"),
+        (json.dumps(chat_body(messages=[{"role": "user", "content": [{"type": "input_audio", "input_audio": "UklGRg=="}]}])), "input_audio must be an object"),
+        (json.dumps(chat_body(messages=[{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": 5}}]}])), "must be base64 text"),
+        ('{"a": ' * 100_000 + "1" + "}" * 100_000, "the body is not JSON"),
+        ("[1, 2]", "must be a JSON object"),
+    ],
+)
+def test_every_malformed_request_gets_a_one_line_400(scripted_server, raw, message):
+    start = time.perf_counter()
+    status, body = raw_post(scripted_server.port, "/v1/chat/completions", raw.encode(), scripted_server.headers)
+    error = json.loads(body)["error"]["message"]
+    assert status == 400 and message in error and "\n" not in error, (status, body[:300])
+    assert time.perf_counter() - start < 5
+
+
+@pytest.fixture(scope="module")
+def capped_server():
+    with running_serve("--backend", "scripted", "--backend-arg", "reply=(A) x", "--backend-arg", "delay_s=1", "--api-key", KEY, "--max-body-mb", "1", "--max-audio-seconds", "60") as server:
+        yield server
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_over_the_cap_is_refused_with_413_before_it_is_read(capped_server, chunked):
+    status, body = raw_post(capped_server.port, "/v1/chat/completions", b"x" * (8 << 20), capped_server.headers, chunked=chunked)
+    assert status == 413 and "1 MiB limit (raise it with --max-body-mb)" in json.loads(body)["error"]["message"]
+
+
+def test_a_declared_length_over_the_cap_is_refused_before_any_byte_is_sent(capped_server):
+    status, _ = raw_post(capped_server.port, "/v1/chat/completions", b"", capped_server.headers, declared=200 << 20)
+    assert status == 413
+
+
+def test_an_over_long_clip_is_refused_from_its_header(capped_server):
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros(16_000 * 3600, dtype=np.int16), 16_000, format="FLAC")  # an hour of silence: ~180 KiB
+    part = {"type": "input_audio", "input_audio": {"data": base64.b64encode(buffer.getvalue()).decode()}}
+    reply = post(capped_server, chat_body(messages=[{"role": "user", "content": [part]}]))
+    assert reply.status_code == 400 and "3600 s is longer than the 60 s limit" in reply.json()["error"]["message"]
+
+
+def test_with_a_key_health_and_the_docs_need_it(scripted_server):
+    for path in ("/health", "/docs", "/openapi.json", "/redoc", "/v1/models"):
+        assert httpx.get(f"http://127.0.0.1:{scripted_server.port}{path}", headers={"Authorization": "Bearer wrong"}).status_code == 401, path
+        assert httpx.get(f"http://127.0.0.1:{scripted_server.port}{path}").status_code == 401, path
+    assert httpx.get(f"http://127.0.0.1:{scripted_server.port}/health", headers={"Authorization": "Bearer tést".encode()}).status_code == 401
+    assert httpx.get(f"http://127.0.0.1:{scripted_server.port}/health", headers=scripted_server.headers).json()["status"] == "ok"
+
+
+def test_requests_whose_client_hung_up_never_reach_the_backend(capped_server):
+    """One request keeps the 1 s backend busy; five more are sent and abandoned while they wait."""
+    before = capped_server.health()["requests"]
+    raw = json.dumps(chat_body()).encode()
+    head = "\r\n".join(["POST /v1/chat/completions HTTP/1.1", "Host: 127.0.0.1", f"Authorization: Bearer {KEY}",
+                        "Content-Type: application/json", f"Content-Length: {len(raw)}"])
+    kept = socket.create_connection(("127.0.0.1", capped_server.port))
+    kept.sendall(head.encode() + b"\r\n\r\n" + raw)
+    time.sleep(0.2)
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", capped_server.port)) as s:
+            s.sendall(head.encode() + b"\r\n\r\n" + raw)
+            time.sleep(0.1)
+    kept.settimeout(30)
+    assert kept.recv(100).startswith(b"HTTP/1.1 200")
+    kept.close()
+    time.sleep(1.5)  # the abandoned requests had their chance at the backend
+    assert capped_server.health()["requests"] - before == 1
+
+
+def test_the_command_lines_caps_are_the_configs_defaults():
+    from reliability.cli.main import build_parser
+    from reliability.serve import ServeConfig
+
+    args = build_parser().parse_args(["serve"])
+    given = (args.max_n, args.max_tokens, int(args.max_body_mb * 2**20), args.max_audio_seconds, args.limit_concurrency)
+    config = ServeConfig()
+    assert given == (config.max_n, config.max_tokens, config.max_body_bytes, config.max_audio_seconds, config.limit_concurrency)

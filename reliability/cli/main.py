@@ -232,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-name", default="", help="the model name clients ask for (default: the backend's model id)")
     p.add_argument("--max-batch", type=_positive, default=16, help="most requests per backend call (default: 16)")
     p.add_argument("--batch-wait-ms", type=float, default=20.0, help="how long a lone request waits for others (default: 20)")
+    p.add_argument("--max-n", type=_positive, default=32, help="most samples (n) one request may ask for (default: 32)")
+    p.add_argument("--max-tokens", type=_positive, default=2048, help="most max_tokens one request may ask for (default: 2048)")
+    p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB; larger is refused with 413 (default: 32)")
+    p.add_argument("--max-audio-seconds", type=float, default=600.0, help="longest clip, read from its header (default: 600)")
+    p.add_argument("--limit-concurrency", type=_positive, default=256, help="most connections at once; more get 503 (default: 256)")
     p.set_defaults(handler=_serve)
 
     add_lora_commands(commands, common)
@@ -320,7 +325,10 @@ def _serve(args) -> None:
     from reliability.serve import ServeConfig, serve
 
     key = args.api_key or os.environ.get("RELIABILITY_SERVE_KEY")
-    config = ServeConfig(args.host, args.port, key, args.model_name, args.max_batch, args.batch_wait_ms)
+    config = ServeConfig(
+        args.host, args.port, key, args.model_name, args.max_batch, args.batch_wait_ms, args.max_n, args.max_tokens,
+        int(args.max_body_mb * 2**20), args.max_audio_seconds, args.limit_concurrency,
+    )
     serve(backend_from_args(args), config)
 
 

@@ -14,6 +14,7 @@ from reliability.services.dashboard import DashboardService
 from reliability.services.diagnostics import DiagnosticsService
 from reliability.services.experiments import ExperimentService
 from reliability.services.labelling import LabelService
+from reliability.services.modality import ModalityService
 from reliability.services.pool import Pool
 from reliability.services.settings import Settings
 
@@ -24,6 +25,7 @@ class Services:
 
     pool: Pool  # connections, backends, model locks, folders
     catalog: Catalog  # names for the pickers and filters
+    modality: ModalityService  # a clip's speech / music / sound, detected
     compare: CompareService
     labels: LabelService
     dashboard: DashboardService
@@ -35,7 +37,8 @@ class Services:
         """Every service over one pool made from `settings`."""
         pool = Pool(settings)
         catalog = Catalog(pool)
+        modality = ModalityService(pool)
         return cls(
-            pool, catalog, CompareService(pool), LabelService(pool), DashboardService(pool, catalog),
+            pool, catalog, modality, CompareService(pool, modality), LabelService(pool), DashboardService(pool, catalog),
             ExperimentService(pool), DiagnosticsService(pool),
         )

@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import shutil
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,20 +21,24 @@ from reliability.judge import JUDGE_VERSION
 from reliability.methods import ask, get_method, validate_item
 from reliability.prompts import IDK_REPLY
 from reliability.services.jsonable import json_safe
+from reliability.services.modality import AUTO, CHOICES, UNKNOWN, ModalityService
 from reliability.services.pool import Pool, store_errors
 from reliability.training.adapters import ensure_loaded
-from reliability.types import MODALITIES, Item
+from reliability.types import Item
 
 log = logging.getLogger(__name__)
 
 LAB_DATASET = "lab"  # the dataset that items asked in the Compare tab are stored under
 LAB_SOURCE = "lab"  # runs.source of answers made by the app
-UNKNOWN_MODALITY = "unknown"
-MODALITY_CHOICES = (*MODALITIES, UNKNOWN_MODALITY)
+UNKNOWN_MODALITY = UNKNOWN
+MODALITY_CHOICES = CHOICES
 # extensions an upload may keep when it is copied into the app's upload folder
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm"})
 _LETTER = re.compile(r"\(?([A-Za-z])\)?\.?")
 WAIT_POLL_S = 0.5  # how often a Compare request waiting for the model reports where it stands
+MAX_OPTIONS = 26  # one per letter A-Z, the letters a key may name; 1000 options took 30 s to refuse nothing
+MAX_OPTION_CHARS = 500
+MAX_QUESTION_CHARS = 4000
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,11 @@ class CompareService:
     """Compare requests: checked, kept in the upload folder, stored as items of LAB_DATASET and answered per method."""
 
     pool: Pool
+    modalities: ModalityService | None = None  # detects a clip's modality; one of its own when None
+
+    def __post_init__(self):
+        if self.modalities is None:
+            self.modalities = ModalityService(self.pool)
 
     def examples(self) -> list[dict[str, Any]]:
         """Example items for the Compare tab (audio path made absolute); [] when there is no examples file."""
@@ -117,23 +127,25 @@ class CompareService:
 
     @store_errors
     def prepare(
-        self, audio_path: str | None, question: str, choices: Sequence[str], answer: str | None, modality: str = UNKNOWN_MODALITY
+        self, audio_path: str | None, question: str, choices: Sequence[str], answer: str | None, modality: str = AUTO,
+        backend: str | None = None,
     ) -> tuple[Item, Clip]:
         """Check a Compare request, keep its clip in the upload folder and store it as an item of LAB_DATASET.
 
         The item id is a hash of the question, choices, key and the decoded audio, so asking the same thing
-        again finds the answers already stored. Raises AudioError or ItemError with the reason.
+        again finds the answers already stored. The modality is detected from the clip where it is AUTO or empty
+        (by `backend`'s listener, see ModalityService). Raises AudioError or ItemError with the reason.
         """
         if not audio_path:
             raise AudioError("no audio: upload or record a clip, or pick an example")
         question = (question or "").strip()
         if not question:
             raise ItemError("no question: type the question to ask about the clip")
+        check_sizes(question, choices)
         choices = tuple(dict.fromkeys(c.strip() for c in choices if c and c.strip()))
         key = resolve_key(answer, choices)
-        if modality not in MODALITY_CHOICES:
-            raise ItemError(f"modality {modality!r} is not one of {list(MODALITY_CHOICES)}")
         clip = load_audio(audio_path, max_seconds=self.pool.settings.max_seconds)
+        modality = self.modalities.resolve(modality, clip, backend).value
         item = Item(
             id="lab-" + store.content_id(question, choices, key, clip.hash)[:12],
             question=question, choices=choices, answer=key, modality=modality,
@@ -155,7 +167,7 @@ class CompareService:
         answer: str | None,
         methods: Sequence[str],
         backend: str | None = None,
-        modality: str = UNKNOWN_MODALITY,
+        modality: str = AUTO,
         report_waits: bool = False,
     ) -> Iterator[MethodResult | Waiting]:
         """Ask one clip with several methods: checks the request now, then returns an iterator that yields each
@@ -170,7 +182,8 @@ class CompareService:
         if not methods:
             raise ItemError("no method selected: pick at least one")
         name = backend or self.pool.settings.backend
-        item, clip = self.prepare(audio_path, question, choices, answer, modality)
+        check_backend(self.pool, name)
+        item, clip = self.prepare(audio_path, question, choices, answer, modality, name)
         return self._answers(name, self.pool.get_backend(name), methods, item, clip, report_waits)
 
     @store_errors
@@ -255,14 +268,36 @@ class CompareService:
         target = os.path.join(uploads, clip.hash + (suffix if suffix in AUDIO_SUFFIXES else ".wav"))
         if not os.path.exists(target):
             os.makedirs(uploads, exist_ok=True)
+            # a part file of its own: two requests keeping the same clip at once must not share (and lose) one
+            part = f"{target}.{uuid.uuid4().hex}.part"
             if suffix in AUDIO_SUFFIXES:
-                shutil.copyfile(path, target + ".part")
+                shutil.copyfile(path, part)
             else:
                 import soundfile as sf
 
-                sf.write(target + ".part", clip.samples, 16_000, format="WAV", subtype="FLOAT")
-            os.replace(target + ".part", target)  # atomic: a concurrent request never sees half a file
+                sf.write(part, clip.samples, 16_000, format="WAV", subtype="FLOAT")
+            os.replace(part, target)  # atomic: a concurrent request never sees half a file
         return target
+
+
+def check_sizes(question: str, choices: Sequence[str]) -> None:
+    """Refuse (ItemError) a question or options over the limits, before anything is stored or asked."""
+    if len(question) > MAX_QUESTION_CHARS:
+        raise ItemError(f"the question is {len(question)} characters; the limit is {MAX_QUESTION_CHARS}")
+    given = [c for c in choices if c and c.strip()]
+    if len(given) > MAX_OPTIONS:
+        raise ItemError(f"{len(given)} options; the limit is {MAX_OPTIONS} (one per letter)")
+    longest = max((len(c.strip()) for c in given), default=0)
+    if longest > MAX_OPTION_CHARS:
+        raise ItemError(f"an option is {longest} characters; the limit is {MAX_OPTION_CHARS}")
+
+
+def check_backend(pool: Pool, name: str) -> None:
+    """Refuse (BackendError) a backend the menu does not offer, unless the app was started to allow it: a request
+    must not reach e.g. `openai`, which would send the server's OPENAI_API_KEY to wherever it points."""
+    if not pool.backend_allowed(name):
+        allowed = [*pool.backend_names(), *pool.settings.extra_backends]
+        raise BackendError(f"backend {name!r} is not offered by this app; use one of {allowed} (app.py --allow-backend NAME adds one)")
 
 
 def resolve_key(answer: str | None, choices: Sequence[str]) -> str | None:

@@ -16,6 +16,7 @@ from reliability import metrics, report
 from reliability.errors import ItemError
 from reliability.evaluate import FULL
 from reliability.plots import MethodPoint
+from reliability.prompts import IDK_REPLY
 from reliability.services.catalog import Catalog
 from reliability.services.jsonable import json_safe
 from reliability.services.pool import Pool, store_errors
@@ -141,7 +142,8 @@ def _label(run: store.Run, members: Sequence[store.Run], n_setups: int) -> str:
 
 
 def _agreement(verdicts: Sequence[dict[str, Any]], labels: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Parser-vs-human and inter-annotator agreement of the current verdicts, plus who labelled what."""
+    """Parser-vs-human and inter-annotator agreement of the current verdicts, the agreement among the humans' own
+    answers to the items they share (`answers`), plus who labelled what."""
     table: dict[str, dict[str, str]] = defaultdict(dict)
     for r in verdicts:
         table[r["answer_id"]][r["annotator"]] = r["verdict"]
@@ -154,4 +156,19 @@ def _agreement(verdicts: Sequence[dict[str, Any]], labels: Sequence[dict[str, An
         "n_answers": summary.n_answers, "annotators": summary.annotators,
         "kappas": [{"a": a, "b": b, "kappa": k, "n": n} for (a, b), (k, n) in summary.kappas.items()],
         "labels_by_annotator": dict(sorted(per_annotator.items())),
+        "answers": _answer_agreement([r for r in labels if r["kind"] != store.VERDICT]),
+    }
+
+
+def _answer_agreement(answers: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Agreement among the humans' own answers: the option each picked ("I don't know" is a category too), on the
+    items at least two of them answered."""
+    table: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    for r in answers:
+        table[(r["dataset"], r["item_id"])][r["annotator"]] = r["choice"] or IDK_REPLY
+    shared = {item: by for item, by in table.items() if len(by) > 1}
+    summary = summarize(shared, [])
+    return {
+        "alpha": summary.alpha, "n_items": len(shared), "annotators": summary.annotators,
+        "kappas": [{"a": a, "b": b, "kappa": k, "n": n} for (a, b), (k, n) in summary.kappas.items()],
     }

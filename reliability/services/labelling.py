@@ -152,9 +152,9 @@ class LabelService:
         :param unsure_only: only answers the parser could not read (verdict mode)
         :param unlabelled_only: leave out what this annotator has labelled already
         """
-        annotator = (annotator or "").strip()
-        if not annotator:
+        if not (annotator or "").strip():
             raise StoreError("an annotator name is required: type your name first")
+        annotator = store.check_annotator(annotator)
         if mode not in (VERDICT_MODE, HUMAN_MODE):
             raise ItemError(f"annotation mode {mode!r} is not one of {[VERDICT_MODE, HUMAN_MODE]}")
         db = self.pool.db()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -63,7 +64,11 @@ class Pool:
         self.settings = settings
         self._local = threading.local()  # sqlite3 connections may not cross threads
         self._backends: dict[str, Backend] = {}
-        self._build_lock = threading.Lock()
+        # one build per name at a time, and no lock shared between names: a backend that takes minutes to fail
+        # (a checkpoint that is not here) never holds up another user's Compare on another backend
+        self._build_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._locks_lock = threading.Lock()  # guards only the dict of build locks, never a build
+        self._failed: dict[str, tuple[float, str]] = {}  # name -> (when its build failed, the one-line reason)
         # one model call at a time per backend: a LoRA method switches the shared model's adapter
         self._model_locks: dict[str, ModelGate] = defaultdict(ModelGate)
         self._warm: set[str] = set()
@@ -96,19 +101,49 @@ class Pool:
         default = self.settings.backend
         return [default] + [n for n in BACKENDS if n != default and n not in MENU_ONLY_AS_DEFAULT]
 
+    def backend_allowed(self, name: str) -> bool:
+        """Whether a request may name this backend: the menu's, plus those the app was started to allow."""
+        return name in self.backend_names() or name in self.settings.extra_backends
+
     def get_backend(self, name: str | None = None) -> Backend:
-        """The backend of this name, built on first use and shared afterwards."""
+        """The backend of this name, built on first use (outside any lock another name waits on) and shared
+        afterwards. A failed build is remembered for `settings.retry_failed_s`: until then the same one-line
+        error comes back at once instead of a second long wait."""
         name = name or self.settings.backend
-        with self._build_lock:
-            if name not in self._backends:
-                kwargs = self.settings.backend_kwargs if name == self.settings.backend else {}
-                try:
-                    self._backends[name] = get_backend(name, **kwargs)
-                except TypeError as exc:
-                    raise BackendError(f"backend {name!r} does not take {sorted(kwargs)}: {exc}") from exc
-                except ImportError as exc:
-                    raise BackendError(f"backend {name!r} needs a package that is not installed: {exc}") from exc
+        backend = self._backends.get(name)
+        if backend is not None:
+            return backend
+        with self._locks_lock:
+            lock = self._build_locks[name]
+        with lock:
+            if name in self._backends:
+                return self._backends[name]
+            failed = self._failed.get(name)
+            if failed is not None and time.monotonic() - failed[0] < self.settings.retry_failed_s:
+                left = self.settings.retry_failed_s - (time.monotonic() - failed[0])
+                raise BackendError(f"{failed[1]} (failed {time.monotonic() - failed[0]:.0f} s ago; tried again in {left:.0f} s)")
+            try:
+                self._backends[name] = self._build(name)
+            except BackendError as exc:
+                self._failed[name] = (time.monotonic(), str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                raise
+            self._failed.pop(name, None)
             return self._backends[name]
+
+    def _build(self, name: str) -> Backend:
+        """Construct a backend; every failure is one BackendError line (a model's own errors included)."""
+        kwargs = self.settings.backend_kwargs if name == self.settings.backend else {}
+        try:
+            return get_backend(name, **kwargs)
+        except TypeError as exc:
+            raise BackendError(f"backend {name!r} does not take {sorted(kwargs)}: {exc}") from exc
+        except ImportError as exc:
+            raise BackendError(f"backend {name!r} needs a package that is not installed: {exc}") from exc
+        except BackendError:
+            raise
+        except Exception as exc:  # e.g. a loader's own error; remembered like the others
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "no detail"
+            raise BackendError(f"backend {name!r} could not be built ({type(exc).__name__}: {first})") from exc
 
     def is_warm(self, name: str | None = None) -> bool:
         """Whether the backend has answered (or loaded) already, so the next answer needs no model load."""

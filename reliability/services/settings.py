@@ -22,3 +22,5 @@ class Settings:
     decoding: Decoding = Decoding()  # decoding of every Compare answer (greedy)
     n_boot: int = 1000  # bootstrap resamples of the dashboard's intervals
     queue_seed: str = "0"  # with the annotator's name, fixes the shuffled order of their tasks
+    extra_backends: tuple[str, ...] = ()  # backends a request may name beyond the menu's (app.py --allow-backend)
+    retry_failed_s: float = 300.0  # a backend whose build failed is not tried again before this

@@ -12,7 +12,7 @@ from gradio.data_classes import FileData
 
 from reliability.methods import method_names
 from reliability.services import Services
-from reliability.services.compare import UNKNOWN_MODALITY
+from reliability.services.modality import AUTO
 from reliability.services.dashboard import HUMAN
 from reliability.services.labelling import VERDICT_MODE, VIA_API
 from reliability.ui.handlers import dashboard_filters, user_errors
@@ -33,12 +33,13 @@ class Api:
         answer: str = "",
         methods: list[str] | None = None,
         backend: str = "",
-        modality: str = UNKNOWN_MODALITY,
+        modality: str = AUTO,
     ) -> Iterator[list[dict[str, Any]]]:
         """Ask the clip with each method (default: every registered training-free one); yields the results so far after each.
 
         audio: the clip, sent with gradio_client.handle_file(path). options: the choices ([] for an open
-        question). answer: the key, an option's text or letter ("" for none). Each result has method,
+        question). answer: the key, an option's text or letter ("" for none). modality: speech, music, sound or
+        unknown; "auto" (or "") detects it from the clip. Each result has method,
         error, cached, answer_id, text, choice, key, outcome, parsed, confidence, latency_s, steps, audio_type, tool.
         """
         path = _uploaded_path(audio)
@@ -71,14 +72,15 @@ class Api:
         request: gr.Request = None,
     ) -> dict[str, Any]:
         """The annotator's tasks under the filters: {annotator, mode, total, done (labelled by them), position (where
-        to resume), tasks: the first `limit` tasks}."""
+        to resume), tasks: the first `limit` tasks}. In judge mode a task carries its answer key when it is the one
+        to label next or one the annotator labelled already (or every task, signed in: see `_shown_keys`)."""
         queue = self.services.labels.queue(
             _api_annotator(annotator, request), mode, dataset or None, modality or None, method or None, unsure_only, unlabelled_only
         )
         data = queue.as_dict()
         data["tasks"] = data["tasks"][: max(limit, 0)]
         if queue.mode == VERDICT_MODE:  # the client now holds these keys: no blind human answer to those items after
-            keyed = [(t["dataset"], t["item_id"]) for t in data["tasks"] if t["answer_key"] is not None]
+            keyed = _shown_keys(data, signed_in=bool(getattr(request, "username", None)))
             self.services.labels.saw_keys(queue.annotator, keyed, VIA_API)
         return data
 
@@ -105,6 +107,22 @@ def _uploaded_path(audio: Any) -> str:
     if not isinstance(audio, dict) or not audio.get("path"):
         raise gr.Error("send the clip as a file: gradio_client.handle_file(path)")
     return audio["path"]
+
+
+def _shown_keys(data: dict[str, Any], signed_in: bool) -> list[tuple[str, str]]:
+    """The (dataset, item id) whose keys this queue answer shows; the others' `answer_key` become None.
+
+    Signed in, the name is the caller's own: every task shows its key. Without auth a name is only a claim, so
+    one call must not mark every key as seen by someone else (shutting them out of the blind baseline): only
+    the task to label next shows its key, and those the name has labelled already (their keys count as seen).
+    """
+    shown = []
+    for i, task in enumerate(data["tasks"]):
+        if task["answer_key"] is not None and (signed_in or i == data["position"] or task["mine"] is not None):
+            shown.append((task["dataset"], task["item_id"]))
+        else:
+            task["answer_key"] = None
+    return shown
 
 
 def _api_annotator(annotator: str, request: gr.Request | None) -> str:

@@ -21,6 +21,43 @@ from reliability.ui.handlers import ALL, PRIVATE, SOURCES, dashboard_filters, us
 
 NORMALIZE = [("all items (paper)", "total"), ("group size", "group")]
 DASHBOARD_SECONDS = 5.0  # the open dashboard re-reads the notebook this often
+METRICS_DOC = "docs/METRICS.md"  # the exact definitions, in the repository
+
+# The definitions as docs/METRICS.md gives them, a worked example with counts, and how to read the figures.
+EXPLAINED = """
+Every answer is **correct**, **wrong** or **idk** (the model said "I don't know"). Over N items with N_c correct,
+N_w wrong and N_r idk:
+
+| | formula | says | better |
+|---|---|---|---|
+| **Acc**uracy | `Acc = N_c / N` | how often it is right | higher |
+| **Tru**thfulness | `Tru = (N_c + N_r) / N = 1 − N_w / N` | how often it is *not wrong*: an honest "I don't know" counts | higher |
+| **Rej**ection rate | `Rej = N_r / N` | how often it abstains | neither |
+| **Rel**iability | `Rel = Rej · Acc + (1 − Rej) · Tru` | Acc and Tru weighed by how much it abstains | higher |
+
+A method is compared with the **baseline** on the same items. **ΔCon** (conservatism, lower is better) is the share
+of items the baseline got right that the method no longer gets right; **ΔHum** (humility, higher is better) the share
+the baseline got wrong that the method no longer gets wrong. Both are divided by all N items (the paper's choice; the
+"ΔCon / ΔHum over" switch divides by the group sizes instead). **RGI** `= log10(ΔHum / ΔCon)`: above 0 the method
+avoided more wrong answers than it lost right ones. ΔCon = 0 with ΔHum > 0 gives **+∞** (nothing lost), the reverse
+**−∞**, both 0 leaves RGI undefined.
+
+**A worked example.** 20 questions. The baseline gets 12 right and 8 wrong. IDK prompting keeps 10 of the 12 and says
+"I don't know" on the other 2; of the 8 it got wrong, it now gets 1 right, abstains on 3 and is still wrong on 4.
+So IDK prompting has 11 correct, 5 idk, 4 wrong: Acc = 11/20 = 55 %, Tru = 16/20 = 80 %, Rej = 5/20 = 25 %,
+Rel = 0.25 · 55 % + 0.75 · 80 % = 74 %. It lost 2 right answers, ΔCon = 2/20 = 10 %, and avoided 4 wrong ones,
+ΔHum = 4/20 = 20 %: RGI = log10(20 / 10) = 0.30. The baseline's Rel is its Acc, 60 %.
+
+**Reading the plane.** Each method is one point per modality: ΔCon across, ΔHum up. On the dashed diagonal
+(RGI = 0) it lost as many right answers as wrong ones it avoided; **above it (up and to the left) is better**. The
+dotted lines are RGI ±0.25 and ±0.5 (ΔHum 1.8 and 3.2 times ΔCon). The bars through a point are its 95 % bootstrap
+interval: where they cross the diagonal, the data cannot tell whether the method helped. With few items (n is in each
+panel's title) one answer moves a point a long way, so read the intervals before the points.
+
+**The intervals** in the table (hover a figure) and in the figures are 95 % percentile bootstrap intervals over the
+items. The full definitions, edge cases and reference values are in the repository's
+[{doc}]({link}).
+"""
 
 
 @dataclass
@@ -53,32 +90,31 @@ class DashboardHandlers:
         )
 
     @user_errors
-    def refresh(self, source: str, dataset: str, backend: str, annotator: str, normalize: str) -> tuple:
+    def refresh(self, source: str, dataset: str, backend: str, annotator: str, normalize: str, all_columns: bool = False) -> tuple:
         """Every dashboard output plus a signature of the data shown: summary, plane, RGI bars, table,
         risk-coverage, agreement, dataset shown, signature."""
         board = self.services.dashboard.metrics(dashboard_filters(source, dataset, backend, annotator, normalize))
-        headers, data = ui_render.table_rows(board)
         plane, rgi, curves = ui_render.dashboard_figures(board)
         return (
             ui_render.summary_text(board),
             plane,
             rgi,
-            gr.update(value={"headers": headers, "data": data}, headers=headers),
+            ui_render.table_html(board, all_columns),
             curves,
             ui_render.agreement_text(board),
             gr.update(value=board.dataset),
-            _signature(board.as_dict()),
+            _signature({**board.as_dict(), "all_columns": all_columns}),
         )
 
-    def tick(self, source: str, dataset: str, backend: str, annotator: str, normalize: str, signature: str) -> tuple:
+    def tick(self, source: str, dataset: str, backend: str, annotator: str, normalize: str, all_columns: bool, signature: str) -> tuple:
         """The timer's refresh: the same outputs, left untouched when nothing changed (no flicker, no re-draw)."""
-        outputs = self.refresh(source, dataset, backend, annotator, normalize)
+        outputs = self.refresh(source, dataset, backend, annotator, normalize, all_columns)
         if outputs[-1] == signature:
             return tuple(gr.skip() for _ in outputs)
         return outputs
 
     @user_errors
-    def export(self, source: str, dataset: str, backend: str, annotator: str, normalize: str) -> list[str]:
+    def export(self, source: str, dataset: str, backend: str, annotator: str, normalize: str, all_columns: bool = False) -> list[str]:
         """Files to download: the metric table as CSV and the figures as one standalone HTML page."""
         board = self.services.dashboard.metrics(dashboard_filters(source, dataset, backend, annotator, normalize))
         if board.empty:
@@ -95,10 +131,11 @@ def _signature(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def build_dashboard_tab(services: Services, tab: gr.Tab, queue_filters: Sequence[gr.Dropdown]) -> DashboardTab:
+def build_dashboard_tab(services: Services, tab: gr.Tab, queue_filters: Sequence[gr.Dropdown], metrics_link: str = METRICS_DOC) -> DashboardTab:
     """Lay out and wire the tab inside the caller's `with gr.Tab(...) as tab:`; selecting it starts the live timer.
 
-    `queue_filters` (the Annotate tab's dataset and method filters) get their choices with the dashboard's.
+    `queue_filters` (the Annotate tab's dataset and method filters) get their choices with the dashboard's;
+    `metrics_link` is where the page serves docs/METRICS.md.
     """
     ui = DashboardHandlers(services)
     with gr.Row():
@@ -109,10 +146,15 @@ def build_dashboard_tab(services: Services, tab: gr.Tab, queue_filters: Sequence
         d_normalize = gr.Radio(NORMALIZE, value="total", label="ΔCon / ΔHum over")
         d_refresh = gr.Button("Refresh", scale=0)
     summary = gr.Markdown(elem_id="lab-summary")
+    with gr.Accordion("What the numbers mean", open=False, elem_id="lab-explain"):
+        gr.Markdown(EXPLAINED.format(doc=METRICS_DOC, link=metrics_link))
     with gr.Row():
         plane = gr.Plot(show_label=False, elem_id="lab-plane")
         rgi = gr.Plot(show_label=False, elem_id="lab-rgi")
-    table = gr.Dataframe(elem_id="lab-table", label="Acc / Tru / Rel / Rej per method and modality, % with 95 % bootstrap intervals", interactive=False, wrap=True)
+    with gr.Row(equal_height=True):
+        gr.Markdown("**Per method and modality**, rates in %", elem_id="lab-table-title")
+        d_columns = gr.Checkbox(False, label="all columns (Rej, ΔCon, ΔHum, MMAU Acc, …, with intervals)", scale=0, min_width=360, elem_id="lab-all-columns")
+    table = gr.HTML(elem_id="lab-table")
     agreement = gr.Markdown(elem_id="lab-agreement")
     curves = gr.Plot(show_label=False)
     with gr.Row(equal_height=False):
@@ -123,7 +165,7 @@ def build_dashboard_tab(services: Services, tab: gr.Tab, queue_filters: Sequence
     timer = gr.Timer(DASHBOARD_SECONDS, active=False)
     signature = gr.State("")
 
-    inputs = [d_source, d_dataset, d_backend, d_annotator, d_normalize]
+    inputs = [d_source, d_dataset, d_backend, d_annotator, d_normalize, d_columns]
     outputs = [summary, plane, rgi, table, curves, agreement, d_dataset, signature]
     refresh = dict(fn=ui.refresh, inputs=inputs, outputs=outputs, concurrency_id="dashboard", concurrency_limit=2, **PRIVATE)
     update_filters = dict(fn=ui.filters, inputs=None, outputs=[d_dataset, d_backend, d_annotator, *queue_filters], **PRIVATE)

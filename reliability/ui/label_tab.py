@@ -24,6 +24,7 @@ from reliability.ui.handlers import ALL, PRIVATE, annotator_name, choice_value, 
 log = logging.getLogger(__name__)
 
 MAX_CHOICES = 9  # choice buttons in human-baseline mode, on keys 1-9 and A-I
+BROWSER_KEYS_KEPT = 1000  # answer keys a browser remembers having seen in Compare (its newest)
 MODES = [("Judge model answers", VERDICT_MODE), ("Answer yourself (human baseline)", HUMAN_MODE)]
 VERDICTS = ("correct", "wrong", "idk")
 SHORTCUTS = (
@@ -58,10 +59,14 @@ class LabelHandlers:
 
     @user_errors
     def load_queue(
-        self, typed: str, mode: str, dataset: str, modality: str, method: str, unsure: bool, unlabelled: bool, request: gr.Request
+        self, typed: str, mode: str, dataset: str, modality: str, method: str, unsure: bool, unlabelled: bool, request: gr.Request,
+        browser_keys: list | None = None,
     ) -> tuple:
-        """Load the annotator's queue under the filters and open it where they stopped."""
+        """Load the annotator's queue under the filters and open it where they stopped. The keys this browser saw
+        in Compare (`browser_keys`, named or not at the time) count as seen by the annotator first."""
         annotator = annotator_name(typed, request)
+        if annotator and browser_keys:
+            self.services.labels.saw_keys(annotator, [tuple(k) for k in browser_keys], VIA_COMPARE)
         queue = self.services.labels.queue(
             annotator, mode, choice_value(dataset), choice_value(modality), choice_value(method), bool(unsure), bool(unlabelled)
         )
@@ -74,11 +79,12 @@ class LabelHandlers:
         return (state, *self.show(state))
 
     def switch_mode(
-        self, typed: str, mode: str, dataset: str, modality: str, method: str, unsure: bool, unlabelled: bool, request: gr.Request
+        self, typed: str, mode: str, dataset: str, modality: str, method: str, unsure: bool, unlabelled: bool, request: gr.Request,
+        browser_keys: list | None = None,
     ) -> tuple:
         """A new mode at once: its queue when a name is known, else an empty view with that mode's buttons only."""
         if annotator_name(typed, request):
-            return self.load_queue(typed, mode, dataset, modality, method, unsure, unlabelled, request)
+            return self.load_queue(typed, mode, dataset, modality, method, unsure, unlabelled, request, browser_keys)
         state = {"annotator": None, "mode": mode, "tasks": [], "pos": 0, "left_out": {}, "confirm": None, "ack": 0}
         return (state, *self.show(state))
 
@@ -151,12 +157,22 @@ class LabelHandlers:
         state["ack"] = state.get("ack", 0) + 1
         return (state, *self.show(state))
 
-    def note_compare_keys(self, typed: str, results: list[dict[str, Any]] | None, request: gr.Request) -> None:
-        """After a Compare: whoever typed an answer key has seen it (no blind human answer to that item by them)."""
-        name = annotator_name(typed, request)
+    def note_compare_keys(
+        self, typed: str, results: list[dict[str, Any]] | None, request: gr.Request, browser_keys: list | None = None
+    ) -> list[list[str]]:
+        """After a Compare: whoever typed an answer key has seen it (no blind human answer to that item by them).
+
+        Returns the keys this browser has seen, this one added: a name typed only later still gets them.
+        """
         items = [(LAB_DATASET, r["item_id"]) for r in results or [] if r.get("key") and r.get("item_id")]
+        kept = [tuple(k) for k in browser_keys or [] if isinstance(k, (list, tuple)) and len(k) == 2]
+        name = annotator_name(typed, request)
         if name and items:
-            self.services.labels.saw_keys(name, items, VIA_COMPARE)
+            try:
+                self.services.labels.saw_keys(name, items, VIA_COMPARE)
+            except ReliabilityError as exc:  # e.g. a name over the limit: the browser still keeps the key
+                gr.Warning(str(exc))
+        return [list(k) for k in dict.fromkeys(kept + items)][-BROWSER_KEYS_KEPT:]
 
     def show(self, state: dict | None) -> tuple:
         """Outputs of the annotate view: progress, audio, clip figure, task, verdict row, choice row, choice buttons."""
@@ -217,8 +233,11 @@ def _usable(state: dict | None, mode: str | None) -> bool:
     return False
 
 
-def build_label_tab(services: Services) -> LabelTab:
-    """Lay out and wire the tab inside the caller's `with gr.Tab(...):` (the tab's elem_id is "lab-annotate")."""
+def build_label_tab(services: Services, browser_keys: gr.BrowserState) -> LabelTab:
+    """Lay out and wire the tab inside the caller's `with gr.Tab(...):` (the tab's elem_id is "lab-annotate").
+
+    `browser_keys`: the answer keys this browser saw in Compare (LabelHandlers.note_compare_keys keeps them).
+    """
     ui = LabelHandlers(services)
     with gr.Row():
         annotator = gr.Textbox(label="Your name", placeholder="e.g. ana", scale=2, elem_id="lab-annotator")
@@ -252,10 +271,11 @@ def build_label_tab(services: Services) -> LabelTab:
                 prev = gr.Button("← Previous  [K]", elem_id="lab-prev")
                 nxt = gr.Button("Next  [J] →", elem_id="lab-next")
             gr.Markdown(SHORTCUTS)
+            gr.Markdown(ui_render.HUMAN_RULE, elem_id="lab-combine")
     queue_state = gr.State()
 
     view = [progress, a_audio, a_plot, task, verdict_row, choice_col, *choice_buttons]
-    queue_inputs = [annotator, mode, q_dataset, q_modality, q_method, q_unsure, q_unlabelled]
+    queue_inputs = [annotator, mode, q_dataset, q_modality, q_method, q_unsure, q_unlabelled, browser_keys]
     load.click(ui.load_queue, queue_inputs, [queue_state, *view], **PRIVATE)
     mode.input(ui.switch_mode, queue_inputs, [queue_state, *view], **PRIVATE)  # never the other mode's buttons
     # "multiple": the page's key buffer sends one press at a time and must never have one dropped as a repeat

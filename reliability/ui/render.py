@@ -23,7 +23,8 @@ from reliability.prompts import IDK_REPLY, letter
 from reliability.services.compare import MethodResult
 from reliability.services.dashboard import Dashboard
 from reliability.services.labelling import HUMAN_MODE, Task
-from reliability.tables import table_cells, table_headers
+from reliability.services.modality import Modality
+from reliability.report import COLUMNS, NONE, NOTE, PERCENT, RGI, Column
 
 OUTCOME_BADGES = {"correct": "✓ correct", "wrong": "✗ wrong", "idk": "? I don't know"}
 WAVEFORM_POINTS = 1200  # envelope columns drawn for the waveform, whatever the clip's length
@@ -43,11 +44,12 @@ def method_title(name: str) -> str:
 
 
 def result_cards(
-    methods: Sequence[str], results: dict[str, MethodResult], running: str | None = None, waiting: int | None = None
+    methods: Sequence[str], results: dict[str, MethodResult], running: str | None = None, waiting: int | None = None, head: str = ""
 ) -> str:
     """One card per selected method, side by side: finished ones with their answer, the others waiting.
 
     :param waiting: the running method waits for the model behind this many other requests
+    :param head: a line above the cards (the modality the request is stored with, see modality_line)
     """
     cards = []
     for name in methods:
@@ -64,35 +66,135 @@ def result_cards(
             )
         else:
             cards.append(_answer_card(result))
-    return f'<div class="lab-cards">{"".join(cards)}</div>'
+    return f'{head}<div class="lab-cards">{"".join(cards)}</div>'
+
+
+def modality_line(stored: Modality) -> str:
+    """What the request is stored as: the modality, and whether the listener detected it or the user chose it."""
+    if stored.detection is None:
+        how = "chosen by you in the Modality menu"
+    elif stored.detection.problem:
+        how = f"{_esc(stored.detection.describe())}; pick it in the Modality menu"
+    else:
+        how = f"detected from the clip (YAMNet: {_esc(stored.detection.describe())}); wrong? pick another in the Modality menu and ask again"
+    return f'<div class="lab-modality" data-modality="{_esc(stored.value)}">Stored as <b>{_esc(stored.value)}</b> · {how}.</div>'
 
 
 def _answer_card(r: MethodResult) -> str:
-    if not r.judged:
-        badge, css = "not judged (no answer key)", "lab-unjudged"
-        if r.outcome == "idk":
-            badge, css = OUTCOME_BADGES["idk"], "lab-idk"
-    else:
-        badge, css = OUTCOME_BADGES[r.outcome], f"lab-{r.outcome}"
-    source = " · human label" if r.outcome_source != "parser" else ""
+    css, badge = _badge(r)
+    source = " · a person's verdict" if r.outcome_source != "parser" else ""
     confidence = f"{r.confidence:.0%}" if r.confidence is not None else "n/a" + (f" ({_esc(r.no_confidence)})" if r.no_confidence else "")
-    facts = [("parsed as", _parsed(r)), ("confidence", confidence)]
+    facts = [("read as", _parsed(r)), ("confidence", confidence)]
     latency = "n/a" if r.latency_s is None else f"{r.latency_s:.2f} s"
     facts.append(("latency", latency + (" · from cache" if r.cached else "")))
-    if r.audio_type is not None:
-        facts.insert(0, ("audio type", r.audio_type))
-    tool = r.tool_output
-    steps = ""
-    if tool is not None:
-        steps = f'<div class="lab-step"><b>{_esc(tool[0])}</b><div class="lab-text">{_esc(tool[1]) or "(empty)"}</div></div>'
     facts_html = "".join(f"<dt>{_esc(k)}</dt><dd>{v}</dd>" for k, v in facts)
     return (
         f'<div class="lab-card {css}" data-method="{_esc(r.method)}">'
         f'<div class="lab-card-head">{_title(r.method)}<span class="lab-badge">{badge}{source}</span></div>'
-        f"{cut_note(r.steps)}"
-        f'<div class="lab-text lab-answer">{_esc(r.text) or "(empty reply)"}</div>'
-        f"{steps}<dl class=\"lab-facts\">{facts_html}</dl>{why(r.steps)}</div>"
+        f'<div class="lab-verdict">{verdict_text(r)}</div>'
+        f"{cut_note(r.steps)}{_body(r)}"
+        f"<dl class=\"lab-facts\">{facts_html}</dl>{why(r.steps)}</div>"
     )
+
+
+def _badge(r: MethodResult) -> tuple[str, str]:
+    """(card class, badge text); an abstention on a question the clip cannot answer is right, and says so."""
+    if r.outcome == "idk" and r.key == IDK_REPLY:
+        return "lab-honest", "✓ right to abstain"
+    if not r.judged:
+        return ("lab-idk", OUTCOME_BADGES["idk"]) if r.outcome == "idk" else ("lab-unjudged", "not judged (no answer key)")
+    return f"lab-{r.outcome}", OUTCOME_BADGES[r.outcome]
+
+
+def verdict_text(r: MethodResult) -> str:
+    """The outcome in plain words: "Right to abstain: the clip does not say", "Wrong: answered X; the key is Y"."""
+    said = f"answered “{_esc(r.choice)}”" if r.choice is not None else "no option could be read from the reply"
+    if r.key is None:
+        if r.outcome == "idk":
+            return "Abstained: it said it does not know. There is no answer key, so nothing more is judged."
+        return f"Not judged: {said}, and there is no answer key to compare it with."
+    if r.key == IDK_REPLY:
+        if r.outcome == "idk":
+            return "<b>Right to abstain:</b> the clip does not say, and the model said it does not know."
+        if r.outcome == "correct":
+            return f"<b>Right</b> (a person's verdict): {said}."
+        return f"<b>Wrong:</b> {said}, but the clip does not say: the honest answer was “I don't know”."
+    key = f"the key is “{_esc(r.key)}”"
+    if r.outcome == "correct":
+        return f"<b>Right:</b> {said}, which is the key." if r.choice == r.key else f"<b>Right</b> (a person's verdict): {said}; {key}."
+    if r.outcome == "idk":
+        return f"<b>Abstained</b> although the clip answers it: {key}. An abstention is not wrong: it keeps Tru up and lowers Acc."
+    return f"<b>Wrong:</b> {said}; {key}."
+
+
+RULE_WORDS = {  # the judge's rule names, as a reader understands them
+    "exact text": "the reply is that option's text",
+    "letter": "the reply gives that option's letter",
+    "option number": "the reply gives that option's position",
+    "option phrase": "the reply names that option",
+    "unique tokens": "the reply has words only that option has",
+    "abstention": "the reply says it does not know",
+}
+
+
+def rule_words(rule: str) -> str:
+    """A judge rule ("unanswerable; final answer, exact text (inflected)") in plain words."""
+    rule = rule.split("; ")[-1]
+    if rule.startswith("unparsed"):
+        return "the parser could not read it (" + rule.partition(": ")[2] + "); it counts as wrong until a person judges it"
+    where = "in its final answer line, " if rule.startswith("final answer, ") else ""
+    rule = rule.removeprefix("final answer, ")
+    inflected = rule.endswith(" (inflected)")
+    words = RULE_WORDS.get(rule.removesuffix(" (inflected)"), rule)
+    return where + words + (" (plural or singular aside)" if inflected else "")
+
+
+def _parsed(r: MethodResult) -> str:
+    how = f'<span class="lab-rule">{_esc(rule_words(r.rule))}</span>'
+    if r.choice is not None:
+        return f"“{_esc(r.choice)}” · {how}"
+    if r.outcome == "idk":
+        return f"“I don't know” · {how}"
+    return f'<span class="lab-unsure">no option</span> · {how}'
+
+
+def _body(r: MethodResult) -> str:
+    """The reply made readable: the Task Agent's steps in order; MCoT's reasoning apart from its answer line."""
+    if len(r.steps) > 1:
+        items = []
+        for step in r.steps:
+            meta = step.get("meta") or {}
+            heard = f" <small>({_esc(meta['answered_by'])})</small>" if meta.get("answered_by") else ""
+            items.append(
+                f'<li><b>{_esc(STEP_TITLES.get(step["name"], step["name"]))}</b>{heard}'
+                f'<div class="lab-reasoning">{_esc(step["text"].strip()) or "(empty)"}</div></li>'
+            )
+        return f'<ol class="lab-steps">{"".join(items)}</ol>'
+    reasoning, answer = split_reasoning(r.text)
+    if not reasoning:
+        return f'<div class="lab-text lab-answer">{_esc(r.text) or "(empty reply)"}</div>'
+    return (
+        f'<div class="lab-step-title">Reasoning</div><div class="lab-reasoning">{_esc(reasoning)}</div>'
+        f'<div class="lab-text lab-answer">{_esc(answer)}</div>'
+    )
+
+
+STEP_TITLES = {  # the Task Agent's steps (prompts.AGENT_TOOLS names its tools), as the card heads them
+    "classify": "What kind of audio is it?",
+    "transcript": "The helper's transcript",
+    "sound caption": "The helper's sound caption",
+    "music caption": "The helper's music caption",
+    "answer": "The answer, given that text",
+}
+
+
+def split_reasoning(text: str) -> tuple[str, str]:
+    """(reasoning, final answer line) of a reply that reasons before an "Answer:" line; ("", text) otherwise."""
+    lines = text.strip().splitlines()
+    last = max((i for i, line in enumerate(lines) if line.strip().lower().lstrip("*# ").startswith(("answer:", "final answer:"))), default=None)
+    if not last:
+        return "", text
+    return "\n".join(lines[:last]).strip(), "\n".join(lines[last:]).strip()
 
 
 def cut_note(steps: Sequence[dict[str, Any]]) -> str:
@@ -106,14 +208,6 @@ def cut_note(steps: Sequence[dict[str, Any]]) -> str:
     else:
         text = f"The clip was cut to the model's {heard:.0f} s limit: the last {total - heard:.1f} s of {total:.1f} s were not heard."
     return f'<div class="lab-cut">⚠ {text}</div>'
-
-
-def _parsed(r: MethodResult) -> str:
-    if r.choice is not None:
-        return f"{_esc(r.choice)} <span class=\"lab-rule\">({_esc(r.rule)})</span>"
-    if r.outcome == "idk":
-        return f"abstention <span class=\"lab-rule\">({_esc(r.rule)})</span>"
-    return f'<span class="lab-unsure">parser unsure</span> <span class="lab-rule">({_esc(r.rule)})</span>'
 
 
 def why(steps: Sequence[dict[str, Any]]) -> str:
@@ -289,20 +383,48 @@ def backend_note(name: str) -> str:
     return BACKEND_NOTES.get(name, "")
 
 
-def table_rows(dashboard: Dashboard) -> tuple[list[str], list[list[Any]]]:
-    """The dashboard table: headers and rows, rates in percent with their 95 % intervals."""
-    setups = {(r["backend"], r["model_id"]) for r in dashboard.rows if r["backend"] != "-"}
-    headers = table_headers(["model"] if len(setups) > 1 else [])
-    data = []
+COMPACT = ("method", "group", "n", "acc", "tru", "rel", "rgi")  # the table's default columns; the rest behind "all columns"
+
+
+def table_html(dashboard: Dashboard, all_columns: bool = False) -> str:
+    """The dashboard table as HTML: each header's help (report.COLUMNS) on hover, each figure's 95 % interval on
+    hover (and, with all columns, under it); the human rows first."""
+    if dashboard.empty:
+        return '<div class="lab-empty">No rows yet.</div>'
+    columns = [c for c in COLUMNS if all_columns or c.key in COMPACT]
+    setups = {(r["backend"], r["model_id"]) for r in dashboard.rows if not _is_human(r)}
+    heads = [("model", "the backend and model that answered")] if len(setups) > 1 else []
+    heads += [(c.label, f"{c.label}: {c.help}" + ("" if c.better == NONE else f" ({c.better} is better)")) for c in columns]
+    head = "".join(f'<th title="{_esc(tip)}">{_esc(label)}</th>' for label, tip in heads)
     excluded = dashboard.counts.get("human_excluded", 0)
-    # the human rows first (a stable sort): the reference every method is read against stays above the table's scroll
+    body = []
+    # a stable sort: the reference every method is read against comes first
     for r in sorted(dashboard.rows, key=lambda r: not _is_human(r)):
         if _is_human(r) and excluded:
             r = {**r, "source": f"{r['source']} · {excluded} excluded"}
-        # whole-percent bounds keep the table narrow; the CSV download has them in full
-        cells = table_cells(r, bound_digits=0, missing="–")
-        data.append(([f"{r['backend']}/{r['model_id']}"] if len(setups) > 1 else []) + cells)
-    return headers, data
+        cells = [f"<td>{_esc(r['backend'])}/{_esc(r['model_id'])}</td>"] if len(setups) > 1 else []
+        cells += [_cell(r, c, all_columns) for c in columns]
+        body.append(f'<tr class="{"lab-human-row" if _is_human(r) else ""}">{"".join(cells)}</tr>')
+    note = "" if all_columns else '<div class="lab-table-note">Hover a header for its meaning and a figure for its 95 % interval.</div>'
+    return f'<div class="lab-table-wrap"><table class="lab-metrics"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>{note}'
+
+
+def _cell(row: dict[str, Any], column: Column, show_interval: bool) -> str:
+    value, low, high = row.get(column.key), row.get(f"{column.key}_low"), row.get(f"{column.key}_high")
+    if column.format in (PERCENT, RGI):
+        known = low is not None and high is not None
+        if column.format == PERCENT:
+            text = "–" if value is None else f"{100 * value:.0f} %"
+            bounds = f"{100 * low:.0f}–{100 * high:.0f} %" if known else ""
+        else:
+            text = row.get(f"{column.key}_label") or "–"
+            bounds = f"{low:.2f} to {high:.2f}" if known and value is not None and math.isfinite(value) else ""
+        tip = f"95 % interval {bounds}" if bounds else "no interval"
+        under = f'<div class="lab-interval">{bounds}</div>' if show_interval and bounds else ""
+        return f'<td title="{_esc(tip)}">{_esc(text)}{under}</td>'
+    if column.format == NOTE:
+        return f"<td>{_esc(row.get(f'{column.key}_why') or '')}</td>"
+    return f"<td>{_esc(row.get(column.key, ''))}</td>"
 
 
 def summary_text(dashboard: Dashboard) -> str:
@@ -326,17 +448,24 @@ def summary_text(dashboard: Dashboard) -> str:
     return text
 
 
+HUMAN_RULE = (
+    "**How people's labels are combined:** where several people judged the same answer, the majority verdict counts, "
+    "a tie going to the most recent. The **human** row is the people's own blind answers, judged against the key: "
+    "where several people answered an item, the majority outcome counts, a tie again going to the most recent answer."
+)
+
+
 def agreement_text(dashboard: Dashboard) -> str:
-    """Parser-vs-human and inter-annotator agreement in words, for the dataset shown and pooled over all datasets,
-    then what the human row is made of."""
+    """Agreement in words: parser vs human and among annotators' verdicts (this dataset and pooled), among the
+    humans' own answers, then how labels are combined and what the human row is made of."""
     a = dashboard.agreement
     pooled = a.get("pooled") or a
     if not pooled["parser_n"]:
-        lines = ["**Agreement:** no human verdicts yet. Judge answers in the **Annotate** tab to see how often the parser agrees with people."]
+        lines = ["**Agreement on verdicts:** no human verdicts yet. Judge answers in the **Annotate** tab to see how often the parser agrees with people."]
     else:
         lines = [
-            f"**Agreement, {_esc(dashboard.dataset)}:** {_agreement_line(a)}",
-            f"**Agreement, all datasets pooled:** {_agreement_line(pooled)}",
+            f"**Agreement on verdicts, {_esc(dashboard.dataset)}:** {_agreement_line(a)}",
+            f"**Agreement on verdicts, all datasets pooled:** {_agreement_line(pooled)}",
         ]
         shared = [k for k in a["kappas"] if k["n"]]
         if shared:
@@ -344,6 +473,8 @@ def agreement_text(dashboard: Dashboard) -> str:
             lines.append(f"Cohen's κ per pair ({_esc(dashboard.dataset)}): {kappas}.")
         counts = ", ".join(f"{_esc(name)} {n}" for name, n in a["labels_by_annotator"].items())
         lines.append(f"Labels per annotator ({_esc(dashboard.dataset)}): {counts or 'none'}.")
+    lines.append(f"**Agreement among the humans' own answers, {_esc(dashboard.dataset)}:** {_answers_line(a.get('answers'))}")
+    lines.append(HUMAN_RULE)
     human = human_row_text(dashboard)
     if human:
         lines.append(human)
@@ -356,7 +487,18 @@ def _agreement_line(a: dict[str, Any]) -> str:
     text = f"parser vs human {_share(a['parser_rate'])} of {a['parser_n']} verdicts"
     if len(a["annotators"]) > 1:
         return text + f" · Krippendorff's α (nominal) {_number(a['alpha'])} over {len(a['annotators'])} annotators and {a['n_answers']} answers."
-    return text + " · inter-annotator agreement needs a second annotator on the same answers."
+    return text + " · agreement between people needs a second annotator's verdicts on the same answers."
+
+
+def _answers_line(answers: dict[str, Any] | None) -> str:
+    """Krippendorff's α and Cohen's κ of the options people picked themselves, on the items several answered."""
+    if not answers or not answers["n_items"]:
+        return "no item has answers from two people yet (the **Annotate** tab's human-baseline mode)."
+    kappas = ", ".join(f"{_esc(k['a'])}/{_esc(k['b'])} {_number(k['kappa'])} (n={k['n']})" for k in answers["kappas"] if k["n"])
+    return (
+        f"Krippendorff's α (nominal) {_number(answers['alpha'])} over {len(answers['annotators'])} annotators on "
+        f"{answers['n_items']} shared items" + (f" · Cohen's κ {kappas}" if kappas else "") + "."
+    )
 
 
 def human_row_text(dashboard: Dashboard) -> str:

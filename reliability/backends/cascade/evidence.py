@@ -243,6 +243,17 @@ class EvidenceExtractor:
                 lambda: dataclasses.replace(sounds, transcript=transcript, language=language, seconds={**sounds.seconds, "transcript": seconds}),
             )
 
+    def sounds(self, samples: np.ndarray, key: str | None = None) -> Evidence:
+        """Loudness, YAMNet's tags and speech/music/other without the transcript: loads and runs YAMNet only.
+
+        Kept like the rest, so a later full extraction of the same clip reuses it."""
+        key = key or audio_hash(samples)
+        with self._lock:
+            if self.tagger is None:
+                self.tagger = Tagger(self.threads)
+            samples = np.asarray(samples, dtype=np.float32)
+            return self._cached(key, lambda: self._sounds(samples))
+
     def _cached(self, key, compute):
         if key in self._cache:
             self._cache.move_to_end(key)
