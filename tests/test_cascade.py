@@ -244,9 +244,10 @@ def test_demo_answerable_items_are_answered_and_unanswerable_ones_abstained(back
     # telephone" score within 0.1 nats, and which wins moves with the batch's bfloat16 rounding
     assert {item_id for item_id, _ in wrong} <= {"demo-noise-kind"}, wrong
     asked = [(item, clip) for item, clip in zip(items, clips) if unanswerable(item)]
-    idk = ask(get_method("idk"), backend, [i for i, _ in asked], [c for _, c in asked])
-    answered = [(item.id, a.text, a.steps[-1].meta.get("evidence_gain")) for (item, _), a in zip(asked, idk) if a.outcome != Outcome.IDK]
-    assert not answered, answered
+    for method in ("idk", "mcot"):
+        replies = ask(get_method(method), backend, [i for i, _ in asked], [c for _, c in asked])
+        answered = [(item.id, a.text, a.steps[-1].meta.get("evidence_gain")) for (item, _), a in zip(asked, replies) if a.outcome != Outcome.IDK]
+        assert not answered, (method, answered)
 
 
 @pytest.mark.slow
