@@ -35,6 +35,8 @@ from reliability.training.idk_dataset import SamplingConfig, TrainingExample, sa
 from reliability.methods import Baseline  # noqa: E402
 from reliability.types import Item, Request  # noqa: E402
 
+from common import demo_items  # noqa: E402
+
 MMAU = MMAU_TEST_MINI
 
 

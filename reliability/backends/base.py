@@ -55,6 +55,12 @@ class Backend(abc.ABC):
         """Identity recorded with every run: which backend, model and adapter answered."""
         return {"backend": self.name, "model_id": self.model_id, "adapter": self.adapter}
 
+    def adapter_base(self) -> dict:
+        """What an adapter trained on this backend depends on, known without loading the model: an adapter whose card
+        records other values is refused (reliability.training.adapters.check_compatible). Backends add their model's
+        hash and their prompt version where they have them."""
+        return {"backend": self.name, "model_id": self.model_id}
+
     def training_model(self):
         """The transformers causal LM that LoRA trains: the trainer runs its `.model` (the decoder) and its embeddings."""
         raise _cannot_train(self.name)

@@ -127,7 +127,7 @@ def train_and_compare(
 ) -> ExperimentResult:
     """One adapter with `training`'s settings (alpha included), compared with the baseline: a one-point sweep.
 
-    The adapter is named "lora-<dataset>-<K>at<N>-...-<hash>" and reused when it exists with the same settings.
+    The adapter gets a readable name ("<dataset>-<K>at<N>-alpha<alpha>") and is reused when one was trained with the same settings.
     """
     alpha = _training(training).alpha
     return _sweep("lora", (alpha,), db, backend, config, sampling, training, adapters_dir, samples_dir, progress, stop)
@@ -142,7 +142,7 @@ def _sweep(kind, alphas, db, backend, config, sampling, training, adapters_dir, 
         _check_stop(stop)
         setting = dataclasses.replace(base, alpha=float(alpha))
         label = f"train alpha {alpha:g} ({i + 1}/{len(alphas)})"
-        names.append(_train(backend, examples, setting, sampling, adapters_dir, label, progress, stop, "sweep" if kind == "alpha_sweep" else kind))
+        names.append(_train(backend, examples, setting, sampling, adapters_dir, label, progress, stop))
     outcomes, groups, baseline = _evaluate(db, backend, eval_items, names, config, sampling.condition, adapters_dir, progress, stop)
     rows = []
     for alpha, name in zip(alphas, names):
@@ -180,7 +180,7 @@ def transfer_matrix(
     for i, modality in enumerate(present):
         _check_stop(stop)
         subset = [e for e in examples if e.item.modality == modality]
-        trained.append((modality, _train(backend, subset, base, sampling, adapters_dir, f"train on {modality} ({i + 1}/{len(present)})", progress, stop, "transfer")))
+        trained.append((modality, _train(backend, subset, base, sampling, adapters_dir, f"train on {modality} ({i + 1}/{len(present)})", progress, stop)))
     outcomes, groups, baseline = _evaluate(db, backend, eval_items, [n for _, n in trained], config, sampling.condition, adapters_dir, progress, stop)
     rows = []
     for modality, name in trained:
@@ -224,20 +224,23 @@ def _examples(backend, items, config: ExperimentConfig, sampling: SamplingConfig
     return result.records, kn_dataset(result.records, config.k), notes
 
 
-def _train(backend, examples: Sequence[TrainingExample], setting, sampling: SamplingConfig, adapters_dir, label: str, progress, stop, kind: str) -> str:
-    """Train (or reuse) the adapter of these settings; its name ends with a hash of everything that shaped it."""
-    from reliability.training.lora import COMPLETE, dataset_summary, default_name, train_lora
+def _train(backend, examples: Sequence[TrainingExample], setting, sampling: SamplingConfig, adapters_dir, label: str, progress, stop) -> str:
+    """Train (or reuse) the adapter of these settings: an adapter whose card holds the same fingerprint of everything
+    that shaped it is reused; a new one gets a readable name (reliability.training.lora.default_name), numbered when taken."""
+    from reliability.training.lora import COMPLETE, dataset_summary, default_name, free_name, train_lora
 
     summary = dataset_summary(examples)
     fingerprint = _fingerprint(summary, sampling, setting, [e.item.id for e in examples], backend.describe().get("model_id"))
-    name = f"{kind}-{default_name(summary, setting)}-{fingerprint}"[:80]
-    found = {a.name: a for a in list_adapters(adapters_dir)}
-    if name in found and found[name].card.get("status") == COMPLETE:
-        _stage(progress, label)(1, 1, f"reusing adapter {name}")
-        return name
+    saved = list_adapters(adapters_dir)
+    same = [a for a in saved if not a.shipped and a.card.get("fingerprint") == fingerprint]
+    if same and same[0].card.get("status") == COMPLETE:
+        _stage(progress, label)(1, 1, f"reusing adapter {same[0].name}")
+        return same[0].name
+    # a stopped run's checkpoint is trained again under its own name
+    name = same[0].name if same else free_name(default_name(summary, setting), {a.name for a in saved})
     result = train_lora(
-        backend, examples, dataclasses.replace(setting, name=name, overwrite=True), adapters_dir,
-        _stage(progress, label), stop, provenance={"sampling": sampling.decoding().as_dict()},
+        backend, examples, dataclasses.replace(setting, name=name, overwrite=bool(same)), adapters_dir,
+        _stage(progress, label), stop, provenance={"sampling": sampling.decoding().as_dict()}, fingerprint=fingerprint,
     )
     if result.status != COMPLETE:
         raise ReliabilityError(f"stopped while training {name}; a checkpoint was saved, run the experiment again to redo it")
@@ -292,7 +295,7 @@ def _training(training: TrainConfig | None) -> TrainConfig:
 def _fingerprint(summary, sampling: SamplingConfig, setting, item_ids, model_id) -> str:
     settings = {k: v for k, v in dataclasses.asdict(setting).items() if k not in ("name", "overwrite")}
     blob = repr((summary, sampling.decoding().as_dict(), sampling.condition, settings, sorted(item_ids), model_id))
-    return hashlib.sha256(blob.encode()).hexdigest()[:6]
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def _stage(progress: Progress | None, label: str, stop: threading.Event | None = None) -> Progress:
