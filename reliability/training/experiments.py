@@ -201,10 +201,25 @@ def format_result(result: ExperimentResult) -> str:
         first = f"{r['alpha']:g}" if key == "alpha" else r["train"]
         group = r["group"] if key == "alpha" else r["eval"]
         lines.append([first, group, str(r["n"]), *(_pct(r[c]) for c in ("acc", "rel", "rej", "delta_con", "delta_hum")), r["rgi_label"]])
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+    text = _table(lines)
     facts = f"trained on {result.train_items} items, evaluated on {result.eval_items}" + (" (in-sample: the same items)" if result.in_sample else "")
     return "\n".join([facts, text, *(f"note: {n}" for n in result.notes)])
+
+
+def format_method_rows(rows: list[dict[str, Any]]) -> str:
+    """compare_methods' rows as a text table: per method, one line per group."""
+    header = ["method", "group", "n", "Acc", "Rel", "Rej", "ΔCon", "ΔHum", "RGI"]
+    lines = [header] + [
+        [r["method"], r["group"], str(r["n"]), *(_pct(r[c]) for c in ("acc", "rel", "rej", "delta_con", "delta_hum")), r["rgi_label"]]
+        for r in rows
+    ]
+    return _table(lines)
+
+
+def _table(lines: list[list[str]]) -> str:
+    """Rows of cells as aligned text columns."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
 
 
 # ---------------------------------------------------------------- stages
@@ -247,25 +262,45 @@ def _train(backend, examples: Sequence[TrainingExample], setting, sampling: Samp
     return name
 
 
-def _evaluate(db, backend, items, adapters: Sequence[str], config: ExperimentConfig, condition: str, adapters_dir, progress, stop):
-    """Outcomes of the baseline and of each adapter on the evaluation items; (outcomes by name, groups, baseline).
+def _evaluate(db, backend, items, adapters: Sequence[str], config: ExperimentConfig, condition: str, adapters_dir, progress, stop, methods: Sequence[str] = ()):
+    """Outcomes of the baseline, of each adapter and of each other method on the evaluation items; (outcomes by
+    adapter or method name, groups, baseline).
 
     The condition is the training set's: adapters trained without audio are evaluated without audio.
     """
     _check_stop(stop)
     ensure_loaded(backend, adapters, adapters_dir)
-    methods = [BASELINE, *(f"{LORA_PREFIX}{name}" for name in adapters)]
+    names = [BASELINE, *(f"{LORA_PREFIX}{name}" for name in adapters), *methods]
     datasets = sorted({item.dataset for item in items})
     if len(datasets) != 1:
         raise ReliabilityError(f"evaluation items must come from one dataset, got {datasets}")
-    result = evaluate(db, backend, items, methods, Decoding(), config.batch_size, condition, _stage(progress, "evaluate baseline and adapters", stop))
+    result = evaluate(db, backend, items, names, Decoding(), config.batch_size, condition, _stage(progress, "evaluate baseline and adapters", stop))
     runs = store.run_outcomes(db, result.run_ids)
     wanted = {item.id for item in items}
     by_method = {}
-    for method, run_id in zip([BASELINE, *adapters], result.run_ids):
+    for method, run_id in zip([BASELINE, *adapters, *methods], result.run_ids):
         by_method[method] = {k: v for k, v in runs[run_id].outcomes.items() if k in wanted}
     groups = {item.id: item.modality for item in items}
     return by_method, groups, by_method.pop(BASELINE)
+
+
+def compare_methods(
+    db: sqlite_utils.Database,
+    backend: Backend,
+    items: Sequence[Item],
+    methods: Sequence[str],
+    config: ExperimentConfig,
+    condition: str,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> list[dict[str, Any]]:
+    """Training-free methods against the baseline on the evaluation items, as an experiment's rows: {"method", "group", ...}."""
+    outcomes, groups, baseline = _evaluate(db, backend, items, [], config, condition, None, progress, stop, methods)
+    return [
+        {"method": method, "group": group, **row}
+        for method in methods
+        for group, row in _compare(baseline, outcomes[method], groups, config.normalize).items()
+    ]
 
 
 def _compare(baseline, outcomes, groups, normalize: str) -> dict[str, dict[str, Any]]:
