@@ -94,6 +94,16 @@ def test_train_and_compare_holds_out_items(db, backend, tmp_path):
     assert result.adapters[0] == "toy-1at2-alpha16-r2", "a readable name"
 
 
+def test_a_name_whose_answers_are_in_the_notebook_is_not_given_to_another_adapter(db, backend, tmp_path):
+    import shutil
+
+    first, _ = run(train_and_compare, db, backend, tmp_path)
+    shutil.rmtree(tmp_path / "adapters")  # the adapter is gone, its answers stay cached under lora:<name>
+    other = TrainConfig(rank=2, grad_accum=2, learning_rate=5e-3)
+    second = train_and_compare(db, backend, ExperimentConfig(dataset="toy", k=1, batch_size=6), SAMPLING, other, tmp_path / "adapters", tmp_path / "samples")
+    assert second.adapters != first.adapters and second.adapters[0].startswith("toy-1at2-alpha16-r2-"), (first.adapters, second.adapters)
+
+
 def test_holdout_split_is_stable_and_disjoint(db):
     train, held, in_sample = split_items(db, ExperimentConfig(dataset="toy", holdout=0.5))
     again, held_again, _ = split_items(db, ExperimentConfig(dataset="toy", holdout=0.5))

@@ -20,7 +20,7 @@ import sqlite_utils
 
 from annotations import store
 from reliability import metrics
-from reliability.training.adapters import ensure_loaded, list_adapters
+from reliability.training.adapters import ensure_loaded, list_adapters, loaded_adapters
 from reliability.backends.base import Backend
 from reliability.errors import ReliabilityError
 from reliability.evaluate import evaluate
@@ -142,7 +142,7 @@ def _sweep(kind, alphas, db, backend, config, sampling, training, adapters_dir, 
         _check_stop(stop)
         setting = dataclasses.replace(base, alpha=float(alpha))
         label = f"train alpha {alpha:g} ({i + 1}/{len(alphas)})"
-        names.append(_train(backend, examples, setting, sampling, adapters_dir, label, progress, stop))
+        names.append(_train(db, backend, examples, setting, sampling, adapters_dir, label, progress, stop))
     outcomes, groups, baseline = _evaluate(db, backend, eval_items, names, config, sampling.condition, adapters_dir, progress, stop)
     rows = []
     for alpha, name in zip(alphas, names):
@@ -180,7 +180,8 @@ def transfer_matrix(
     for i, modality in enumerate(present):
         _check_stop(stop)
         subset = [e for e in examples if e.item.modality == modality]
-        trained.append((modality, _train(backend, subset, base, sampling, adapters_dir, f"train on {modality} ({i + 1}/{len(present)})", progress, stop)))
+        label = f"train on {modality} ({i + 1}/{len(present)})"
+        trained.append((modality, _train(db, backend, subset, base, sampling, adapters_dir, label, progress, stop)))
     outcomes, groups, baseline = _evaluate(db, backend, eval_items, [n for _, n in trained], config, sampling.condition, adapters_dir, progress, stop)
     rows = []
     for modality, name in trained:
@@ -239,9 +240,11 @@ def _examples(backend, items, config: ExperimentConfig, sampling: SamplingConfig
     return result.records, kn_dataset(result.records, config.k), notes
 
 
-def _train(backend, examples: Sequence[TrainingExample], setting, sampling: SamplingConfig, adapters_dir, label: str, progress, stop) -> str:
+def _train(db, backend, examples: Sequence[TrainingExample], setting, sampling: SamplingConfig, adapters_dir, label: str, progress, stop) -> str:
     """Train (or reuse) the adapter of these settings: an adapter whose card holds the same fingerprint of everything
-    that shaped it is reused; a new one gets a readable name (reliability.training.lora.default_name), numbered when taken."""
+    that shaped it is reused; a new one gets a readable name (reliability.training.lora.default_name), numbered when
+    taken by a saved adapter, by runs in the notebook (whose cached answers came from another adapter of that name)
+    or by an adapter the backend holds."""
     from reliability.training.lora import COMPLETE, dataset_summary, default_name, free_name, train_lora
 
     summary = dataset_summary(examples)
@@ -252,7 +255,9 @@ def _train(backend, examples: Sequence[TrainingExample], setting, sampling: Samp
         _stage(progress, label)(1, 1, f"reusing adapter {same[0].name}")
         return same[0].name
     # a stopped run's checkpoint is trained again under its own name
-    name = same[0].name if same else free_name(default_name(summary, setting), {a.name for a in saved})
+    answered = {r.method[len(LORA_PREFIX) :] for r in store.list_runs(db) if r.method.startswith(LORA_PREFIX)}
+    taken = {a.name for a in saved} | answered | loaded_adapters(backend)
+    name = same[0].name if same else free_name(default_name(summary, setting), taken)
     result = train_lora(
         backend, examples, dataclasses.replace(setting, name=name, overwrite=bool(same)), adapters_dir,
         _stage(progress, label), stop, provenance={"sampling": sampling.decoding().as_dict()}, fingerprint=fingerprint,
