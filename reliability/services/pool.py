@@ -17,7 +17,7 @@ from annotations.db import open_db
 from reliability.backends import BACKENDS, MENU_ONLY_AS_DEFAULT, get_backend
 from reliability.backends.base import Backend
 from reliability.errors import BackendError, ReliabilityError, StoreError, translating
-from reliability.methods import LORA_PREFIX, method_names
+from reliability.methods import method_names
 from reliability.services.settings import Settings
 from reliability.training.adapters import AdapterInfo, compatible_adapters, list_adapters
 
