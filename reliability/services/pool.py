@@ -19,7 +19,7 @@ from reliability.backends.base import Backend
 from reliability.errors import BackendError, ReliabilityError, StoreError, translating
 from reliability.methods import method_names
 from reliability.services.settings import Settings
-from reliability.training.adapters import AdapterInfo, compatible_adapters, list_adapters
+from reliability.training.adapters import AdapterInfo, compatible_adapters, ensure_loaded, list_adapters
 
 
 def store_errors(fn: Callable) -> Callable:
@@ -119,12 +119,17 @@ class Pool:
         self._warm.add(name)
 
     def warm(self, name: str | None = None) -> None:
-        """Load a backend's model now (the app does this in the background at start), where it can load eagerly."""
+        """Load a backend's model now (the app does this in the background at start), where it can load eagerly,
+        with the shipped adapters it can run, so that lora:default answers without a wait too."""
         name = name or self.settings.backend
         backend = self.get_backend(name)
         load = getattr(backend, "load", None)
         if callable(load):
             load()
+        shipped = [a.name for a in self.adapters(name) if a.shipped]
+        if shipped:
+            with self.model_lock(name):
+                ensure_loaded(backend, shipped, self.settings.adapters_dir, user=bool(self.settings.adapters_dir))
         self.mark_warm(name)
 
     def saved_adapters(self) -> list[AdapterInfo]:
