@@ -6,6 +6,7 @@ and saved as safetensors, so that every later start only reads the cache. Nothin
 """
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import importlib.metadata
@@ -126,6 +127,7 @@ def text_model_spec(name: str) -> TextModelSpec:
     return TEXT_MODELS[name]
 
 
+@functools.lru_cache(maxsize=None)  # the app asks on every refresh of its method list; installed versions do not change
 def model_hash(spec: TextModelSpec) -> str:
     """The text model's identity as 12 hex digits: its upstream origin and the versions of the packages holding its weights.
 
