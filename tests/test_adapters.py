@@ -94,6 +94,26 @@ def test_cli_evaluate_runs_lora_default_without_flags(shipped, tmp_path, monkeyp
     assert answers["lora:default"] != answers["baseline"], "the adapter is live: it changes answers"
 
 
+def test_a_rebuilt_adapter_of_the_same_name_is_asked_again_not_served_from_the_cache(shipped, tmp_path):
+    from reliability.evaluate import evaluate
+
+    db = open_db(str(tmp_path / "lab.db"))
+    items = [Item("q", "Which animal is it?", ("a dog", "a cat"), "a dog", "sound", None, "toy")]
+    store.upsert_dataset(db, "toy", [store.StoredItem(item) for item in items])
+    first, second = tiny_cascade(), tiny_cascade()  # two runs of the lab: the adapter is rebuilt in between
+    ensure_loaded(first, ["default"])
+    before = evaluate(db, first, items, ["lora:default"], condition="none")
+    again = evaluate(db, first, items, ["lora:default"], condition="none")
+    assert again.cached == 1 and again.run_ids == before.run_ids, "the same weights: the cached answer"
+    from safetensors.torch import load_file, save_file
+
+    weights = str(shipped / adapters.WEIGHTS_FILE)
+    save_file({k: v + 0.01 for k, v in load_file(weights).items()}, weights, metadata={"format": "pt"})  # other weights, same name
+    ensure_loaded(second, ["default"])
+    rebuilt = evaluate(db, second, items, ["lora:default"], condition="none")
+    assert rebuilt.answered == 1 and rebuilt.run_ids != before.run_ids
+
+
 @pytest.mark.parametrize(
     "base, why",
     [

@@ -24,6 +24,9 @@ class Backend(abc.ABC):
     def __init__(self, model_id: str = ""):
         self.model_id = model_id
         self.adapter: str | None = None  # name of the active adapter, None for the base model
+        # name -> version of the weights loaded under it (reliability.training.adapters.ensure_loaded), so that runs of a
+        # rebuilt adapter of the same name never reuse the old one's cached answers
+        self.adapter_versions: dict[str, str] = {}
 
     @abc.abstractmethod
     def generate(self, requests: list[Request]) -> list[Generation]:

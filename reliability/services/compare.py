@@ -206,7 +206,7 @@ class CompareService:
         # a LoRA method names its own adapter; the shared backend's current adapter must not leak into other runs
         identity = {**engine.describe(), "adapter": None}
         return store.get_or_create_run(
-            self.pool.db(), LAB_DATASET, identity, method.describe(), self.pool.settings.decoding, FULL, JUDGE_VERSION, source=LAB_SOURCE
+            self.pool.db(), LAB_DATASET, identity, method.describe(engine), self.pool.settings.decoding, FULL, JUDGE_VERSION, source=LAB_SOURCE
         )
 
     def _cached(self, engine: Backend, method_name: str, item: Item) -> MethodResult | None:

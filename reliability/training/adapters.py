@@ -9,6 +9,7 @@ imports torch, so the CLI and the app can list adapters cheaply.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -28,6 +29,7 @@ MUST_MATCH = ("backend", "model_id", "model_hash", "prompt_version")
 REBUILD = "python -m reliability build-adapter (docs/LORA.md)"
 CONFIG_FILE = "adapter_config.json"
 CARD_FILE = "card.json"
+WEIGHTS_FILE = "adapter_model.safetensors"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")  # a folder name on every OS, and readable in "lora:<name>"
 
 
@@ -155,8 +157,23 @@ def ensure_loaded(
         adapter = get_adapter(name, adapters_dir, user)
         check_compatible(adapter, backend)
         backend.load_adapter(adapter.path, name)
+        version = weights_version(adapter.path)
+        if version:
+            backend.adapter_versions[name] = version
         loaded.append(name)
     return loaded
+
+
+def weights_version(folder: str | os.PathLike) -> str | None:
+    """12 hex digits of the SHA-256 of an adapter's weights file (tens of MB: well under a second); None without one."""
+    path = Path(folder) / WEIGHTS_FILE
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as weights:
+        for block in iter(lambda: weights.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
 
 
 def lora_names(methods: Iterable[str]) -> list[str]:

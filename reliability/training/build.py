@@ -26,12 +26,11 @@ from reliability.backends.base import Backend
 from reliability.datasets import import_dataset
 from reliability.errors import ReliabilityError
 from reliability.training import experiments
-from reliability.training.adapters import CARD_FILE, SHIPPED_DIR, check_name, get_adapter
+from reliability.training.adapters import CARD_FILE, SHIPPED_DIR, WEIGHTS_FILE, check_name, get_adapter
 from reliability.training.config import TrainConfig
 from reliability.training.idk_dataset import SamplingConfig, format_ratios
 
 Say = Callable[[str], None]  # one line (or a small table) for the person running the build
-WEIGHTS = "adapter_model.safetensors"
 
 
 @dataclass(frozen=True)
@@ -148,7 +147,7 @@ def ship(source: Path, root: Path, name: str, card: dict[str, Any], max_mb: floa
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
     try:
         shutil.copy2(source / "adapter_config.json", staging / "adapter_config.json")
-        card["weights_dtype"] = _copy_weights(source / WEIGHTS, staging / WEIGHTS, max_mb)
+        card["weights_dtype"] = _copy_weights(source / WEIGHTS_FILE, staging / WEIGHTS_FILE, max_mb)
         (staging / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         target = root / name
         if target.exists():
