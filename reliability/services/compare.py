@@ -15,7 +15,7 @@ from typing import Any
 from annotations import store
 from reliability.audio import Clip, load_audio
 from reliability.backends.base import Backend
-from reliability.errors import AudioError, ItemError, ReliabilityError
+from reliability.errors import AudioError, BackendError, ItemError, ReliabilityError
 from reliability.evaluate import FULL
 from reliability.judge import JUDGE_VERSION
 from reliability.methods import ask, get_method, validate_item
