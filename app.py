@@ -33,6 +33,7 @@ from reliability.ui.experiments_tab import build_experiments_tab
 from reliability.ui.handlers import PRIVATE, health
 from reliability.ui.label_tab import MAX_CHOICES, build_label_tab
 from reliability.ui.lesson_tab import build_lesson_tab
+from reliability.ui.method_list import keep_methods_fresh
 
 TITLE = "Audio-LLM reliability lab"
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -241,6 +242,7 @@ def build_demo(services: Services) -> gr.Blocks:
             other.select(lambda: gr.Timer(active=False), None, dashboard.timer, **PRIVATE)
         label.annotator.change(lambda name: name, label.annotator, saved_name, **PRIVATE)
 
+        keep_methods_fresh(services, compare.methods, demo, compare_tab)
         demo.load(functools.partial(health, services), None, banner, **PRIVATE)
         demo.load(label.ui.whoami, saved_name, label.annotator, **PRIVATE)
         demo.load(**dashboard.update_filters).then(**dashboard.refresh)

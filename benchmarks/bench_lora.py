@@ -27,13 +27,14 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from reliability import prompts  # noqa: E402
-from reliability.audio import for_model, load_audio  # noqa: E402
 from reliability.backends.cascade import CascadeBackend  # noqa: E402
 from reliability.backends.cascade.text_model import DEFAULT_TEXT_MODEL  # noqa: E402
 from reliability.datasets import MMAU_TEST_MINI  # noqa: E402
 from reliability.training.idk_dataset import SamplingConfig, TrainingExample, sample_items  # noqa: E402
 from reliability.methods import Baseline  # noqa: E402
-from reliability.types import Item, Request  # noqa: E402
+from reliability.types import Item  # noqa: E402
+
+from common import demo_items  # noqa: E402
 
 MMAU = MMAU_TEST_MINI
 
@@ -79,12 +80,12 @@ def bench_sampling(backend: CascadeBackend, n: int, count: int) -> None:
 
 
 def bench_training(backend: CascadeBackend, count: int, full: int, threads: int) -> None:
-    from reliability.training.lora import TrainConfig, train_lora
+    from reliability.training.lora import TrainConfig, request_for, train_lora
 
     examples = mmau_examples(count)
-    for e in examples[: len({e.item.audio_path for e in examples})]:
-        backend.render(_request(e))  # the evidence of each clip is extracted once, outside the timing
-    lengths = [len(backend.tokenizer(backend.render(_request(e)), add_special_tokens=False)["input_ids"]) for e in examples[:10]]
+    # the evidence of each example is extracted once, outside the timing, as K@N sampling leaves it in the cache; the
+    # training request itself, since the transcript is kept per clip and per choices (Whisper's hotwords)
+    lengths = [len(backend.tokenizer(backend.render(request_for(e)), add_special_tokens=False)["input_ids"]) for e in examples]
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         cpu = time.process_time()
@@ -97,11 +98,6 @@ def bench_training(backend: CascadeBackend, count: int, full: int, threads: int)
         print(f"  extrapolated to {full} examples: {seconds / count * full / 60:.1f} min   (target ≤ 15 min)   [a part was run: --examples {count}]")
     else:
         print(f"  {seconds / 60:.1f} min   (target ≤ 15 min)")
-
-
-def _request(example: TrainingExample) -> Request:
-    clip = load_audio(example.item.audio_path)
-    return Request(example.messages, for_model(clip)[0], audio_hash=clip.hash)
 
 
 def main() -> None:

@@ -74,7 +74,7 @@ def evaluate(
     total, done = len(items) * len(methods), 0
     for method in methods:
         run = store.get_or_create_run(
-            db, next(iter(datasets)), backend.describe(), method.describe(), decoding, cond.name, JUDGE_VERSION
+            db, next(iter(datasets)), backend.describe(), method.describe(backend), decoding, cond.name, JUDGE_VERSION
         )
         result.run_ids.append(run.id)
         pending = _uncached(db, run.id, askable_items, cond)

@@ -41,8 +41,11 @@ class Method(abc.ABC):
     def run(self, backend: Backend, items: Sequence[Item], clips: Sequence[Clip | None], decoding: Decoding) -> list[MethodOutput]:
         """Final replies (with every intermediate step) for a batch of items."""
 
-    def describe(self) -> dict:
-        return {"method": self.name, "prompt_version": prompts.PROMPT_VERSION, "adapter": self.adapter}
+    def describe(self, backend: Backend | None = None) -> dict:
+        """The identity stored with a run; a LoRA adapter is named with the version of its weights on `backend`
+        ("default@3f2a..."), where the backend knows it (Backend.adapter_versions)."""
+        version = backend.adapter_versions.get(self.adapter) if backend is not None and self.adapter else None
+        return {"method": self.name, "prompt_version": prompts.PROMPT_VERSION, "adapter": f"{self.adapter}@{version}" if version else self.adapter}
 
 
 class SinglePrompt(Method):

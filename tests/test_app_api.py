@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -303,3 +304,23 @@ def test_a_file_path_outside_the_uploads_is_refused_with_one_line(app):
     events = httpx.get(f"{app[0]}gradio_api/call/compare/{started.json()['event_id']}", timeout=60).text
     error = events.split("event: error\ndata: ", 1)[1].splitlines()[0]
     assert "not uploaded by a user" in error and error != "null", events
+
+
+def test_compare_without_methods_asks_the_ticked_ones_with_the_shipped_adapter(tmp_path, tone_wav, monkeypatch):
+    """The API's default is the Compare tab's: the four training-free methods and lora:default when it is shipped
+    and the backend can load it; an adapter trained by the user is offered but not asked unless named."""
+    from reliability.methods import method_names
+    from reliability.training import adapters
+    from reliability.ui.api import Api
+
+    shipped, mine = tmp_path / "shipped", tmp_path / "mine"
+    for folder in (shipped / "default", mine / "extra"):
+        folder.mkdir(parents=True)
+        (folder / "adapter_config.json").write_text("{}")
+        (folder / "card.json").write_text(json.dumps({"base": {"backend": "scripted", "model_id": "scripted"}}))
+    monkeypatch.setattr(adapters, "SHIPPED_DIR", shipped)
+    services = Services.build(Settings(str(tmp_path / "lab.db"), str(tmp_path), backend="scripted", backend_kwargs={"reply": "a"}, adapters_dir=str(mine)))
+    assert services.pool.method_names() == [*method_names(), "lora:default", "lora:extra"]
+    *_, results = Api(services).compare({"path": str(tone_wav)}, "Which?", ["a", "b"], "a")
+    assert [r["method"] for r in results] == [*method_names(), "lora:default"]
+    assert not any(r["error"] for r in results), results

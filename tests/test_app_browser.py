@@ -357,3 +357,35 @@ def test_a_lesson_walks_a_class_from_explained_cards_to_an_explained_dashboard(b
             open_tab(page, tab)
             assert page.evaluate("() => document.documentElement.scrollWidth") <= 1280, f"{tab} is cut at 1280 px"
         page.close()
+
+
+def test_an_adapter_saved_while_a_page_is_open_is_offered_in_every_session_without_a_restart(browser, tmp_path):
+    """Session 1 is open when an adapter lands in the adapters folder (as the Experiments tab or train-lora save it):
+    a new session offers it on the Compare tab, and so does session 1, by its timer and after a reload."""
+    db = tmp_path / "lab.db"
+    title = "LoRA · toy-5at5-alpha16"
+    methods = "() => document.body.innerText"
+    with running_app(db) as url:
+        first = browser.new_page(viewport=VIEWPORT)
+        first.set_default_timeout(TIMEOUT_MS)
+        first.goto(url)
+        settle(first)
+        assert "IDK prompting" in first.evaluate(methods) and title not in first.evaluate(methods)
+
+        folder = tmp_path / "lab.db.adapters" / "toy-5at5-alpha16"
+        folder.mkdir(parents=True)
+        (folder / "adapter_config.json").write_text("{}")
+        (folder / "card.json").write_text(json.dumps({"status": "complete", "base": {"backend": "scripted", "model_id": "scripted"}}))
+
+        second = browser.new_page(viewport=VIEWPORT)
+        second.set_default_timeout(TIMEOUT_MS)
+        second.goto(url)
+        settle(second)
+        second.get_by_text(title).wait_for()
+        first.get_by_text(title).wait_for(timeout=15_000)  # the open page's timer brings it without a reload
+        first.reload()
+        settle(first)
+        first.get_by_text(title).wait_for()
+        assert not first.get_by_label(title).is_checked(), "offered, not ticked: only shipped adapters are ticked"
+        second.close()
+        first.close()

@@ -52,7 +52,7 @@ def run(fn, db, backend, tmp_path, **config):
 
 def test_transfer_matrix_trains_one_adapter_per_modality_and_evaluates_on_each(db, backend, tmp_path):
     result, messages = run(transfer_matrix, db, backend, tmp_path)
-    assert [a.split("-")[3] for a in result.adapters] == list(MODALITIES), result.adapters
+    assert [a.split("-")[2] for a in result.adapters] == list(MODALITIES), result.adapters
     assert {(r["train"], r["eval"]) for r in result.rows} == {(t, e) for t in MODALITIES for e in (*MODALITIES, "total")}
     for r in result.rows:
         assert r["n"] == (6 if r["eval"] == "total" else 2)
@@ -91,7 +91,17 @@ def test_train_and_compare_holds_out_items(db, backend, tmp_path):
     result, _ = run(train_and_compare, db, backend, tmp_path, holdout=0.5)
     assert not result.in_sample and result.train_items + result.eval_items == 6
     assert {r["group"] for r in result.rows} <= {*MODALITIES, "total"}
-    assert result.adapters[0].startswith("lora-toy-1at2-r2-a16-")
+    assert result.adapters[0] == "toy-1at2-alpha16-r2", "a readable name"
+
+
+def test_a_name_whose_answers_are_in_the_notebook_is_not_given_to_another_adapter(db, backend, tmp_path):
+    import shutil
+
+    first, _ = run(train_and_compare, db, backend, tmp_path)
+    shutil.rmtree(tmp_path / "adapters")  # the adapter is gone, its answers stay cached under lora:<name>
+    other = TrainConfig(rank=2, grad_accum=2, learning_rate=5e-3)
+    second = train_and_compare(db, backend, ExperimentConfig(dataset="toy", k=1, batch_size=6), SAMPLING, other, tmp_path / "adapters", tmp_path / "samples")
+    assert second.adapters != first.adapters and second.adapters[0].startswith("toy-1at2-alpha16-r2-"), (first.adapters, second.adapters)
 
 
 def test_holdout_split_is_stable_and_disjoint(db):
@@ -217,6 +227,6 @@ def test_the_experiments_tab_trains_and_shows_the_adapter(tmp_path):
     status, table, adapters, methods = ui.train(*settings, progress=lambda value, desc="": None)
     assert "ΔCon" in status and "RGI" in status
     assert table["data"] and table["data"][-1][2] == "total"
-    assert adapters["data"][0][0].startswith("lora:lora-toy-1at2-music-r2-a8-")
+    assert adapters["data"][0][0] == "lora:toy-1at2-music-alpha8-r2", "a readable name"
     assert adapters["data"][0][0] in [value for _, value in methods["choices"]], "the Compare tab offers the new adapter"
     assert ui.datasets("gone")["value"] == "toy"

@@ -339,7 +339,7 @@ def test_names_are_not_overwritten_unless_asked(cascade, clip_path, tmp_path):
 
 def test_default_name_says_what_it_was_trained_on(cascade, clip_path, tmp_path):
     result = train_lora(cascade, examples(clip_path), TrainConfig(rank=4, alpha=8, **FAST), tmp_path)
-    assert result.name == "toy-5at5-sound-r4-a8"
+    assert result.name == "toy-5at5-sound-alpha8-r4"
 
 
 def test_a_backend_without_a_model_cannot_be_trained(clip_path, tmp_path):

@@ -24,6 +24,9 @@ class Backend(abc.ABC):
     def __init__(self, model_id: str = ""):
         self.model_id = model_id
         self.adapter: str | None = None  # name of the active adapter, None for the base model
+        # name -> version of the weights loaded under it (reliability.training.adapters.ensure_loaded), so that runs of a
+        # rebuilt adapter of the same name never reuse the old one's cached answers
+        self.adapter_versions: dict[str, str] = {}
 
     @abc.abstractmethod
     def generate(self, requests: list[Request]) -> list[Generation]:
@@ -54,6 +57,12 @@ class Backend(abc.ABC):
     def describe(self) -> dict:
         """Identity recorded with every run: which backend, model and adapter answered."""
         return {"backend": self.name, "model_id": self.model_id, "adapter": self.adapter}
+
+    def adapter_base(self) -> dict:
+        """What an adapter trained on this backend depends on, known without loading the model: an adapter whose card
+        records other values is refused (reliability.training.adapters.check_compatible). Backends add their model's
+        hash and their prompt version where they have them."""
+        return {"backend": self.name, "model_id": self.model_id}
 
     def training_model(self):
         """The transformers causal LM that LoRA trains: the trainer runs its `.model` (the decoder) and its embeddings."""

@@ -120,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (with --do-sample)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (with --do-sample)")
     p.add_argument("--seed", type=int, help="seed for reproducible sampling")
+    p.add_argument(
+        "--adapters-dir",
+        help="folder of your LoRA adapters for lora:<name> methods, searched before the ones shipped with the lab "
+        "(default: adapters/ in the user's data folder, or $RELIABILITY_ADAPTERS)",
+    )
     p.set_defaults(handler=_evaluate)
 
     p = commands.add_parser(
@@ -335,12 +340,15 @@ def _serve(args) -> None:
 def _evaluate(args) -> None:
     from annotations import store
     from reliability.evaluate import NONE, evaluate
+    from reliability.training.adapters import ensure_loaded, lora_names
     from reliability.types import Decoding
 
     db = open_lab_db(args)
     items = store.get_items(db, args.dataset, args.modality, args.limit)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     backend = backend_from_args(args)
+    # lora:<name> finds its adapter in the user's folder or among the shipped ones, and refuses a mismatched one
+    ensure_loaded(backend, lora_names(methods), args.adapters_dir)
     decoding = Decoding(
         do_sample=args.do_sample, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed
     )

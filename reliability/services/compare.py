@@ -219,7 +219,7 @@ class CompareService:
         # a LoRA method names its own adapter; the shared backend's current adapter must not leak into other runs
         identity = {**engine.describe(), "adapter": None}
         return store.get_or_create_run(
-            self.pool.db(), LAB_DATASET, identity, method.describe(), self.pool.settings.decoding, FULL, JUDGE_VERSION, source=LAB_SOURCE
+            self.pool.db(), LAB_DATASET, identity, method.describe(engine), self.pool.settings.decoding, FULL, JUDGE_VERSION, source=LAB_SOURCE
         )
 
     def _cached(self, engine: Backend, method_name: str, item: Item) -> MethodResult | None:
@@ -238,9 +238,8 @@ class CompareService:
             run = self._run(engine, method_name)
             # the caller holds the backend's model lock
             if method.adapter is not None:
-                if not adapters_dir:
-                    raise BackendError("the app has no adapters folder (start it with --adapters-dir DIR)")
-                ensure_loaded(engine, [method.adapter], adapters_dir)
+                # without an adapters folder, the shipped adapters are still there
+                ensure_loaded(engine, [method.adapter], adapters_dir, user=bool(adapters_dir))
             answers = ask(method, engine, [item], [clip], self.pool.settings.decoding)
             self.pool.mark_warm(name)
             store.save_answers(self.pool.db(), run.id, answers, [clip.hash], JUDGE_VERSION)

@@ -18,9 +18,9 @@ from annotations.db import open_db
 from reliability.backends import BACKENDS, MENU_ONLY_AS_DEFAULT, get_backend
 from reliability.backends.base import Backend
 from reliability.errors import BackendError, ReliabilityError, StoreError, translating
-from reliability.methods import LORA_PREFIX, method_names
+from reliability.methods import method_names
 from reliability.services.settings import Settings
-from reliability.training.adapters import AdapterInfo, list_adapters
+from reliability.training.adapters import AdapterInfo, compatible_adapters, ensure_loaded, list_adapters
 
 
 def store_errors(fn: Callable) -> Callable:
@@ -154,25 +154,36 @@ class Pool:
         self._warm.add(name)
 
     def warm(self, name: str | None = None) -> None:
-        """Load a backend's model now (the app does this in the background at start), where it can load eagerly."""
+        """Load a backend's model now (the app does this in the background at start), where it can load eagerly,
+        with the shipped adapters it can run, so that lora:default answers without a wait too."""
         name = name or self.settings.backend
         backend = self.get_backend(name)
         load = getattr(backend, "load", None)
         if callable(load):
             load()
+        shipped = [a.name for a in self.adapters(name) if a.shipped]
+        if shipped:
+            with self.model_lock(name):
+                ensure_loaded(backend, shipped, self.settings.adapters_dir, user=bool(self.settings.adapters_dir))
         self.mark_warm(name)
 
     def saved_adapters(self) -> list[AdapterInfo]:
-        """LoRA adapters saved in the adapters folder, with their cards ([] without an adapters folder)."""
-        return list_adapters(self.settings.adapters_dir) if self.settings.adapters_dir else []
+        """LoRA adapters saved in the adapters folder, then the shipped ones, with their cards; read from disk at each call,
+        so an adapter saved by another session or process is there at once."""
+        return list_adapters(self.settings.adapters_dir, user=bool(self.settings.adapters_dir))
 
-    def adapters(self) -> dict[str, str]:
-        """LoRA adapters saved in the adapters folder: name -> folder."""
-        return {a.name: a.path for a in self.saved_adapters()}
+    def adapters(self, backend: str | None = None) -> list[AdapterInfo]:
+        """The saved adapters a backend (default: the app's) can load: trained on its model and prompt version."""
+        return compatible_adapters(self.get_backend(backend), self.settings.adapters_dir, user=bool(self.settings.adapters_dir))
 
     def method_names(self) -> list[str]:
-        """Every method the Compare tab offers: the built-in ones, then one per saved adapter."""
-        return [*method_names(), *(f"{LORA_PREFIX}{name}" for name in self.adapters())]
+        """Every method the Compare tab offers: the built-in ones, then one per adapter the default backend can load."""
+        return [*method_names(), *(a.method for a in self.adapters())]
+
+    def default_methods(self) -> list[str]:
+        """The methods ticked when a page opens and asked when an API call names none: the built-in ones and the
+        shipped adapters the default backend can load (lora:default)."""
+        return [*method_names(), *(a.method for a in self.adapters() if a.shipped)]
 
     def model_lock(self, name: str | None = None) -> ModelGate:
         """The lock held while a backend's model answers: hold it to change the model (e.g. train an adapter)

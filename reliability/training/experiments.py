@@ -20,7 +20,7 @@ import sqlite_utils
 
 from annotations import store
 from reliability import metrics
-from reliability.training.adapters import ensure_loaded, list_adapters
+from reliability.training.adapters import ensure_loaded, list_adapters, loaded_adapters
 from reliability.backends.base import Backend
 from reliability.errors import ReliabilityError
 from reliability.evaluate import evaluate
@@ -127,7 +127,7 @@ def train_and_compare(
 ) -> ExperimentResult:
     """One adapter with `training`'s settings (alpha included), compared with the baseline: a one-point sweep.
 
-    The adapter is named "lora-<dataset>-<K>at<N>-...-<hash>" and reused when it exists with the same settings.
+    The adapter gets a readable name ("<dataset>-<K>at<N>-alpha<alpha>") and is reused when one was trained with the same settings.
     """
     alpha = _training(training).alpha
     return _sweep("lora", (alpha,), db, backend, config, sampling, training, adapters_dir, samples_dir, progress, stop)
@@ -142,7 +142,7 @@ def _sweep(kind, alphas, db, backend, config, sampling, training, adapters_dir, 
         _check_stop(stop)
         setting = dataclasses.replace(base, alpha=float(alpha))
         label = f"train alpha {alpha:g} ({i + 1}/{len(alphas)})"
-        names.append(_train(backend, examples, setting, sampling, adapters_dir, label, progress, stop, "sweep" if kind == "alpha_sweep" else kind))
+        names.append(_train(db, backend, examples, setting, sampling, adapters_dir, label, progress, stop))
     outcomes, groups, baseline = _evaluate(db, backend, eval_items, names, config, sampling.condition, adapters_dir, progress, stop)
     rows = []
     for alpha, name in zip(alphas, names):
@@ -180,7 +180,8 @@ def transfer_matrix(
     for i, modality in enumerate(present):
         _check_stop(stop)
         subset = [e for e in examples if e.item.modality == modality]
-        trained.append((modality, _train(backend, subset, base, sampling, adapters_dir, f"train on {modality} ({i + 1}/{len(present)})", progress, stop, "transfer")))
+        label = f"train on {modality} ({i + 1}/{len(present)})"
+        trained.append((modality, _train(db, backend, subset, base, sampling, adapters_dir, label, progress, stop)))
     outcomes, groups, baseline = _evaluate(db, backend, eval_items, [n for _, n in trained], config, sampling.condition, adapters_dir, progress, stop)
     rows = []
     for modality, name in trained:
@@ -201,10 +202,25 @@ def format_result(result: ExperimentResult) -> str:
         first = f"{r['alpha']:g}" if key == "alpha" else r["train"]
         group = r["group"] if key == "alpha" else r["eval"]
         lines.append([first, group, str(r["n"]), *(_pct(r[c]) for c in ("acc", "rel", "rej", "delta_con", "delta_hum")), r["rgi_label"]])
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+    text = _table(lines)
     facts = f"trained on {result.train_items} items, evaluated on {result.eval_items}" + (" (in-sample: the same items)" if result.in_sample else "")
     return "\n".join([facts, text, *(f"note: {n}" for n in result.notes)])
+
+
+def format_method_rows(rows: list[dict[str, Any]]) -> str:
+    """compare_methods' rows as a text table: per method, one line per group."""
+    header = ["method", "group", "n", "Acc", "Rel", "Rej", "ΔCon", "ΔHum", "RGI"]
+    lines = [header] + [
+        [r["method"], r["group"], str(r["n"]), *(_pct(r[c]) for c in ("acc", "rel", "rej", "delta_con", "delta_hum")), r["rgi_label"]]
+        for r in rows
+    ]
+    return _table(lines)
+
+
+def _table(lines: list[list[str]]) -> str:
+    """Rows of cells as aligned text columns."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
 
 
 # ---------------------------------------------------------------- stages
@@ -224,45 +240,72 @@ def _examples(backend, items, config: ExperimentConfig, sampling: SamplingConfig
     return result.records, kn_dataset(result.records, config.k), notes
 
 
-def _train(backend, examples: Sequence[TrainingExample], setting, sampling: SamplingConfig, adapters_dir, label: str, progress, stop, kind: str) -> str:
-    """Train (or reuse) the adapter of these settings; its name ends with a hash of everything that shaped it."""
-    from reliability.training.lora import COMPLETE, dataset_summary, default_name, train_lora
+def _train(db, backend, examples: Sequence[TrainingExample], setting, sampling: SamplingConfig, adapters_dir, label: str, progress, stop) -> str:
+    """Train (or reuse) the adapter of these settings: an adapter whose card holds the same fingerprint of everything
+    that shaped it is reused; a new one gets a readable name (reliability.training.lora.default_name), numbered when
+    taken by a saved adapter, by runs in the notebook (whose cached answers came from another adapter of that name)
+    or by an adapter the backend holds."""
+    from reliability.training.lora import COMPLETE, dataset_summary, default_name, free_name, train_lora
 
     summary = dataset_summary(examples)
     fingerprint = _fingerprint(summary, sampling, setting, [e.item.id for e in examples], backend.describe().get("model_id"))
-    name = f"{kind}-{default_name(summary, setting)}-{fingerprint}"[:80]
-    found = {a.name: a for a in list_adapters(adapters_dir)}
-    if name in found and found[name].card.get("status") == COMPLETE:
-        _stage(progress, label)(1, 1, f"reusing adapter {name}")
-        return name
+    saved = list_adapters(adapters_dir)
+    same = [a for a in saved if not a.shipped and a.card.get("fingerprint") == fingerprint]
+    if same and same[0].card.get("status") == COMPLETE:
+        _stage(progress, label)(1, 1, f"reusing adapter {same[0].name}")
+        return same[0].name
+    # a stopped run's checkpoint is trained again under its own name
+    answered = {r.method[len(LORA_PREFIX) :] for r in store.list_runs(db) if r.method.startswith(LORA_PREFIX)}
+    taken = {a.name for a in saved} | answered | loaded_adapters(backend)
+    name = same[0].name if same else free_name(default_name(summary, setting), taken)
     result = train_lora(
-        backend, examples, dataclasses.replace(setting, name=name, overwrite=True), adapters_dir,
-        _stage(progress, label), stop, provenance={"sampling": sampling.decoding().as_dict()},
+        backend, examples, dataclasses.replace(setting, name=name, overwrite=bool(same)), adapters_dir,
+        _stage(progress, label), stop, provenance={"sampling": sampling.decoding().as_dict()}, fingerprint=fingerprint,
     )
     if result.status != COMPLETE:
         raise ReliabilityError(f"stopped while training {name}; a checkpoint was saved, run the experiment again to redo it")
     return name
 
 
-def _evaluate(db, backend, items, adapters: Sequence[str], config: ExperimentConfig, condition: str, adapters_dir, progress, stop):
-    """Outcomes of the baseline and of each adapter on the evaluation items; (outcomes by name, groups, baseline).
+def _evaluate(db, backend, items, adapters: Sequence[str], config: ExperimentConfig, condition: str, adapters_dir, progress, stop, methods: Sequence[str] = ()):
+    """Outcomes of the baseline, of each adapter and of each other method on the evaluation items; (outcomes by
+    adapter or method name, groups, baseline).
 
     The condition is the training set's: adapters trained without audio are evaluated without audio.
     """
     _check_stop(stop)
     ensure_loaded(backend, adapters, adapters_dir)
-    methods = [BASELINE, *(f"{LORA_PREFIX}{name}" for name in adapters)]
+    names = [BASELINE, *(f"{LORA_PREFIX}{name}" for name in adapters), *methods]
     datasets = sorted({item.dataset for item in items})
     if len(datasets) != 1:
         raise ReliabilityError(f"evaluation items must come from one dataset, got {datasets}")
-    result = evaluate(db, backend, items, methods, Decoding(), config.batch_size, condition, _stage(progress, "evaluate baseline and adapters", stop))
+    result = evaluate(db, backend, items, names, Decoding(), config.batch_size, condition, _stage(progress, "evaluate baseline and adapters", stop))
     runs = store.run_outcomes(db, result.run_ids)
     wanted = {item.id for item in items}
     by_method = {}
-    for method, run_id in zip([BASELINE, *adapters], result.run_ids):
+    for method, run_id in zip([BASELINE, *adapters, *methods], result.run_ids):
         by_method[method] = {k: v for k, v in runs[run_id].outcomes.items() if k in wanted}
     groups = {item.id: item.modality for item in items}
     return by_method, groups, by_method.pop(BASELINE)
+
+
+def compare_methods(
+    db: sqlite_utils.Database,
+    backend: Backend,
+    items: Sequence[Item],
+    methods: Sequence[str],
+    config: ExperimentConfig,
+    condition: str,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> list[dict[str, Any]]:
+    """Training-free methods against the baseline on the evaluation items, as an experiment's rows: {"method", "group", ...}."""
+    outcomes, groups, baseline = _evaluate(db, backend, items, [], config, condition, None, progress, stop, methods)
+    return [
+        {"method": method, "group": group, **row}
+        for method in methods
+        for group, row in _compare(baseline, outcomes[method], groups, config.normalize).items()
+    ]
 
 
 def _compare(baseline, outcomes, groups, normalize: str) -> dict[str, dict[str, Any]]:
@@ -292,7 +335,7 @@ def _training(training: TrainConfig | None) -> TrainConfig:
 def _fingerprint(summary, sampling: SamplingConfig, setting, item_ids, model_id) -> str:
     settings = {k: v for k, v in dataclasses.asdict(setting).items() if k not in ("name", "overwrite")}
     blob = repr((summary, sampling.decoding().as_dict(), sampling.condition, settings, sorted(item_ids), model_id))
-    return hashlib.sha256(blob.encode()).hexdigest()[:6]
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def _stage(progress: Progress | None, label: str, stop: threading.Event | None = None) -> Progress:

@@ -13,6 +13,7 @@ train-lora ...` trains data-parallel (see docs/LORA.md); a plain run is one proc
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import os
@@ -173,6 +174,7 @@ def train_lora(
     progress: Progress | None = None,
     stop: threading.Event | None = None,
     provenance: dict[str, Any] | None = None,
+    fingerprint: str | None = None,
 ) -> TrainResult:
     """Train a LoRA adapter on `examples` in place on the backend's model, save it, and detach it again.
 
@@ -180,6 +182,7 @@ def train_lora(
     :param progress: called with (step, total steps, message with the loss) after every optimizer step
     :param stop: set it (e.g. from the app) to end after the current step; the adapter is saved as a checkpoint
     :param provenance: extra facts for the card's "dataset" entry (e.g. the sampling settings)
+    :param fingerprint: a hash of every setting that shaped the adapter, kept in the card so a caller can find it again
     Ctrl-C saves the adapter trained so far (card status "interrupted") and re-raises KeyboardInterrupt.
     The saved adapter is then loadable with `backend.load_adapter(path, name)` / reliability.training.adapters.ensure_loaded.
     """
@@ -261,6 +264,8 @@ def train_lora(
             status = INTERRUPTED
         model.eval()
         card = make_card(backend, name, config, targets, summary, losses, status, time.perf_counter() - start, len(rows.too_long), provenance)
+        if fingerprint:
+            card["fingerprint"] = fingerprint
         if accelerator.is_main_process:
             save_adapter(module, name, folder, card, backend.model_id)
         accelerator.wait_for_everyone()
@@ -380,6 +385,7 @@ def dataset_summary(examples: Sequence[TrainingExample]) -> dict[str, Any]:
         modalities[e.item.modality] = modalities.get(e.item.modality, 0) + 1
     idk = sum(e.is_idk for e in examples)
     return {
+        "hash": examples_hash(examples),
         "datasets": sorted({e.item.dataset for e in examples}),
         "k": ks.pop(),
         "n": ns.pop(),
@@ -391,13 +397,31 @@ def dataset_summary(examples: Sequence[TrainingExample]) -> dict[str, Any]:
     }
 
 
+def examples_hash(examples: Sequence[TrainingExample]) -> str:
+    """12 hex digits identifying a training set: each example's item, prompt, target and condition, in any order."""
+    rows = sorted(json.dumps([e.item.dataset, e.item.id, e.messages, e.target, e.condition, e.item.audio_path], sort_keys=True) for e in examples)
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:12]
+
+
 def default_name(summary: dict[str, Any], config: TrainConfig) -> str:
-    """e.g. "mmau-5at5-sound-r8-a16": the dataset, K@N, the modality when only one, rank and alpha."""
+    """A readable name, e.g. "mmau-5at5-sound-alpha16": the dataset, K@N, the modality when only one, alpha, and the
+    rank only when it is not the default one."""
     parts = ["+".join(summary["datasets"]), f"{summary['k']}at{summary['n']}"]
     if len(summary["modalities"]) == 1:
         parts.append(next(iter(summary["modalities"])))
-    parts += [f"r{config.rank}", f"a{config.alpha:g}"]
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts))[:80].lstrip("._-") or "adapter"
+    parts.append(f"alpha{config.alpha:g}")
+    if config.rank != TrainConfig.rank:
+        parts.append(f"r{config.rank}")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts))[:72].lstrip("._-") or "adapter"
+
+
+def free_name(name: str, taken: set[str]) -> str:
+    """`name`, or `name-2`, `name-3`, ... : the first not in `taken`."""
+    candidate, number = name, 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{name}-{number}"
+    return candidate
 
 
 def make_card(
@@ -413,12 +437,11 @@ def make_card(
     provenance: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """The adapter's card: what it was trained from, how, and how it ended."""
-    ident = backend.describe()
     return {
         "version": CARD_VERSION,
         "name": name,
         "status": status,
-        "base": {"backend": ident.get("backend"), "model_id": ident.get("model_id")},
+        "base": backend.adapter_base(),
         "dataset": {**summary, **(provenance or {})},
         "hyperparameters": {k: v for k, v in asdict(config).items() if k not in ("name", "overwrite")},
         "target_modules": targets,

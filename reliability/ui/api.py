@@ -10,7 +10,6 @@ from typing import Any
 import gradio as gr
 from gradio.data_classes import FileData
 
-from reliability.methods import method_names
 from reliability.services import Services
 from reliability.services.modality import AUTO
 from reliability.services.dashboard import HUMAN
@@ -35,7 +34,8 @@ class Api:
         backend: str = "",
         modality: str = AUTO,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Ask the clip with each method (default: every registered training-free one); yields the results so far after each.
+        """Ask the clip with each method (default: the training-free ones and the shipped adapters, as the Compare tab ticks them);
+        yields the results so far after each.
 
         audio: the clip, sent with gradio_client.handle_file(path). options: the choices ([] for an open
         question). answer: the key, an option's text or letter ("" for none). modality: speech, music, sound or
@@ -44,7 +44,8 @@ class Api:
         """
         path = _uploaded_path(audio)
         results = []
-        for result in self.services.compare.compare(path, question, options or [], answer, methods or method_names(), backend or None, modality):
+        methods = methods or self.services.pool.default_methods()
+        for result in self.services.compare.compare(path, question, options or [], answer, methods, backend or None, modality):
             results.append(result.as_dict())
             yield results
 

@@ -14,7 +14,6 @@ import gradio as gr
 import plotly.graph_objects as go
 from gradio.events import Dependency
 
-from reliability.methods import method_names
 from reliability.services import Services
 from reliability.audio import load_audio
 from reliability.services.compare import MODALITY_CHOICES, MethodResult, Waiting
@@ -147,8 +146,8 @@ def build_compare_tab(services: Services) -> CompareTab:
                 )
             methods = gr.CheckboxGroup(
                 [(method_title(m), m) for m in pool.method_names()],
-                value=method_names(),
-                label="Methods (LoRA appears when an adapter exists)",
+                value=pool.default_methods(),
+                label="Methods (every LoRA adapter the backend can load is offered)",
             )
             backend = gr.Dropdown(pool.backend_names(), value=pool.settings.backend, label="Backend")
             backend_note = gr.Markdown(ui_render.backend_note(pool.settings.backend), elem_id="lab-backend-note")

@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 from reliability.services import Services
 from reliability.training import plots as experiment_plots
 from reliability.training import experiments
+from reliability.training.adapters import incompatibility
 from reliability.training.config import TrainConfig
 from reliability.training.idk_dataset import FULL, NONE, SamplingConfig, format_ratios, idk_ratios
 from reliability.types import MODALITIES
@@ -50,13 +51,16 @@ class ExperimentHandlers:
         return gr.update(choices=names, value=current if current in names else (names[0] if names else None), info=info)
 
     def adapters_table(self) -> dict[str, Any]:
-        """Saved adapters with what their cards say, for the tab's table."""
+        """Saved and shipped adapters with what their cards say, for the tab's table; the status says why one is not offered."""
         headers = ADAPTER_HEADERS
         rows = []
+        base = self.services.pool.get_backend().adapter_base()
         for a in self.services.pool.saved_adapters():
             card, data = a.card, a.card.get("dataset", {})
+            why = incompatibility(card, base)
+            status = ", ".join([card.get("status", "no card"), *(["shipped"] if a.shipped else []), *([f"not offered: {why}"] if why else [])])
             rows.append([
-                a.method, card.get("status", "no card"), card.get("base", {}).get("model_id", ""),
+                a.method, status, card.get("base", {}).get("model_id", ""),
                 f"{data.get('k', '?')}@{data.get('n', '?')}", "+".join(data.get("modalities", {})),
                 f"{data.get('examples', '?')} ({100 * data.get('idk_ratio', 0):.0f} %)" if data else "",
                 card.get("hyperparameters", {}).get("alpha", ""), _round(card.get("final_loss")), card.get("seconds", ""),

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass
 
 from reliability.backends.base import Backend
-from reliability.backends.cascade.evidence import EvidenceExtractor
+from reliability.backends.cascade.evidence import EVIDENCE_VERSION, EvidenceExtractor
 from reliability.backends.cascade.grounding import unattested
-from reliability.backends.cascade.text_model import DEFAULT_TEXT_MODEL, Progress, load_text_model, require, text_model_spec
+from reliability.backends.cascade.text_model import DEFAULT_TEXT_MODEL, Progress, load_text_model, model_hash, require, text_model_spec
 from reliability.errors import BackendError
 from reliability.prompts import CHOICE_LINE, IDK_REPLY, letter
 from reliability.types import Decoding, Generation, Request
@@ -465,6 +465,15 @@ class CascadeBackend(Backend):
                 "text": text_model_spec(self.model_id).origin,
             },
             "prompt_version": CASCADE_PROMPT_VERSION,
+        }
+
+    def adapter_base(self) -> dict:
+        """An adapter learns this text model reading this prompt: both are checked before one loads (the evidence version is recorded only)."""
+        return {
+            **super().adapter_base(),
+            "model_hash": model_hash(text_model_spec(self.model_id)),
+            "prompt_version": CASCADE_PROMPT_VERSION,
+            "evidence_version": EVIDENCE_VERSION,
         }
 
 

@@ -6,7 +6,9 @@ and saved as safetensors, so that every later start only reads the cache. Nothin
 """
 from __future__ import annotations
 
+import functools
 import glob
+import hashlib
 import importlib.metadata
 import importlib.util
 import logging
@@ -123,6 +125,17 @@ def text_model_spec(name: str) -> TextModelSpec:
     if name not in TEXT_MODELS:
         raise UnknownNameError("text model", name, list(TEXT_MODELS))
     return TEXT_MODELS[name]
+
+
+@functools.lru_cache(maxsize=None)  # the app asks on every refresh of its method list; installed versions do not change
+def model_hash(spec: TextModelSpec) -> str:
+    """The text model's identity as 12 hex digits: its upstream origin and the versions of the packages holding its weights.
+
+    It is what the safetensors cache is keyed by (see converted_dir), known without loading the model, and the
+    same on every machine whatever dtype the model computes in; a LoRA adapter's card records it.
+    """
+    text = "\n".join([spec.origin, *(f"{p}=={package_version(p)}" for p in spec.packages)])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def gguf_parts(spec: TextModelSpec) -> list[Path]:
