@@ -23,6 +23,7 @@ from reliability.conditions import parse_condition
 from reliability.errors import DatasetError, ItemError
 from reliability.judge import JUDGE_VERSION, judge
 from reliability.methods import validate_item
+from reliability.paths import package_file
 from reliability.types import MODALITIES, Answer, Decoding, Item, Judgement
 
 FORMATS = ("auto", "mmau", "mmau-hf")
@@ -33,7 +34,7 @@ T = TypeVar("T")
 # MMAU test-mini's question files (Apache-2.0; licence, source commits and dates beside them in data/PROVENANCE.md),
 # shipped so imports and no-audio runs work offline: the revision v05.15.25 (August 2025) and the March 2025
 # original, on which most published predictions were made. The file's stem is the dataset's name.
-_DATA = Path(__file__).resolve().parent / "data"
+_DATA = package_file("data")
 MMAU_TEST_MINI = _DATA / "mmau-test-mini.json"
 MMAU_TEST_MINI_2025_03 = _DATA / "mmau-test-mini-2025-03.json"
 BUNDLED = {path.stem: path for path in (MMAU_TEST_MINI, MMAU_TEST_MINI_2025_03)}

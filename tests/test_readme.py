@@ -65,7 +65,7 @@ def test_every_cli_command_is_mentioned_in_the_readme():
 
 
 def test_the_readme_app_commands_parse():
-    from app import parse_args
+    from reliability.ui.app import parse_args
 
     words = [w for w in shell_lines(README.read_text()) if w[:2] == ["python", "app.py"]]
     assert words, "the README shows how to start the app"

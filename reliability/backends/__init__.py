@@ -23,7 +23,7 @@ BACKEND_NOTES: dict[str, str] = {
         "clearly lift one option over the others. It hears only what they write: no pitch, emotion, speaker or order of "
         "events. On 88 questions about real recordings (docs/DEV_SET.md) the baseline answered 74 % of the answerable "
         "ones correctly; IDK prompting kept 47 of its 53 right answers and abstained on all 16 unanswerable ones. "
-        "Limits: demo/MODEL_CARD.md."
+        "Limits: reliability/demo/MODEL_CARD.md."
     ),
     "qwen2-audio": "Qwen2-Audio through transformers: the model hears the clip itself (the first 30 s).",
     "openai": "A model behind an OpenAI-compatible server (vLLM, a hosted API, or `python -m reliability serve`).",

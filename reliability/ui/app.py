@@ -1,7 +1,7 @@
 """The reliability lab in the browser: the page (title, style, keyboard script, tab order), the wiring between its tabs, and main().
 
 Each tab is laid out and wired by its own build_*_tab(services) in reliability/ui/, the API by reliability/ui/api.py,
-over the services of reliability/services/. Run `python app.py --help` for the options.
+over the services of reliability/services/. Started by the `reliability-lab` command or `python app.py`; --help lists the options.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import gradio as gr  # noqa: E402
 
 from reliability.backends import BACKENDS, DEFAULT_BACKEND
 from reliability.options import key_value
-from reliability.paths import default_db
+from reliability.paths import default_db, demo_clips, demo_items
 from reliability.services import Services, Settings
 from reliability.training.adapters import default_adapters_dir
 from reliability.ui.api import register_api
@@ -32,9 +32,6 @@ from reliability.ui.handlers import PRIVATE, health
 from reliability.ui.label_tab import MAX_CHOICES, build_label_tab
 
 TITLE = "Audio-LLM reliability lab"
-REPO = os.path.dirname(os.path.abspath(__file__))
-DEMO_ITEMS = os.path.join(REPO, "demo", "items.json")
-DEMO_CLIPS = os.path.join(REPO, "demo", "clips")
 MAX_FILE_SIZE = "50mb"  # larger uploads are refused by Gradio before they reach the lab
 NAME_KEY = "reliability-lab-annotator"  # localStorage key of the annotator's name
 # The name is not a secret; a fixed key lets the browser's saved name survive a server restart.
@@ -261,7 +258,7 @@ def make_services(args: argparse.Namespace) -> Services:
         backend=args.backend,
         backend_kwargs=kwargs,
         adapters_dir=args.adapters_dir,
-        examples_path=DEMO_ITEMS if os.path.isfile(DEMO_ITEMS) else None,
+        examples_path=str(demo_items()) if demo_items().is_file() else None,
         max_seconds=args.max_seconds,
     ))
 
@@ -298,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         share=args.share,
         auth=[tuple(a.split(":", 1)) for a in args.auth] or None,
         # served files: the example clips and the exports folder; never the database or other uploads
-        allowed_paths=[DEMO_CLIPS, services.pool.exports_dir],
+        allowed_paths=[str(demo_clips()), services.pool.exports_dir],
         max_file_size=MAX_FILE_SIZE,
         theme=gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
         css=CSS,
