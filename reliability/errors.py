@@ -36,6 +36,20 @@ class BackendError(ReliabilityError):
     """A backend that cannot be loaded or run (missing package, bad model path, bad adapter)."""
 
 
+DISTRIBUTION = "reliability-lab"  # the name pyproject.toml installs the lab under
+
+
+def install_hint(extra: str) -> str:
+    """The command that installs an optional part of the lab: one of pyproject.toml's extras."""
+    return f"pip install '{DISTRIBUTION}[{extra}]'"
+
+
+def missing_package(error: ImportError, purpose: str, extra: str) -> BackendError:
+    """A missing third-party package as one line naming the extra that installs it."""
+    package = error.name or str(error)
+    return BackendError(f"{purpose} needs the package {package!r}, which is not installed: {install_hint(extra)}")
+
+
 class StoreError(ReliabilityError):
     """A lab database that cannot be opened or written: bad path, read-only file, not a database."""
 

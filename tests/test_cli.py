@@ -30,13 +30,24 @@ def all_commands(parser: argparse.ArgumentParser, prefix=()) -> list[tuple[str, 
     return found
 
 
+def test_every_command_takes_db():
+    def leaves(parser, prefix=()):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return [(prefix, parser)]
+        return [leaf for a in subs for name, sub in a.choices.items() for leaf in leaves(sub, (*prefix, name))]
+
+    without = [" ".join(c) for c, p in leaves(build_parser()) if "--db" not in p._option_string_actions]
+    assert not without, f"commands without --db: {without}"
+
+
 @pytest.mark.parametrize("command", all_commands(build_parser()), ids=" ".join)
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit:
         main([*command, "--help"])
     assert exit.value.code == 0
     text = capsys.readouterr().out
-    assert "usage: python -m reliability" in text and len(text.splitlines()) > 3
+    assert "usage: reliability" in text and len(text.splitlines()) > 3
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from reliability.cli.common import TqdmProgress, backend_from_args, open_lab_db
-from reliability.errors import DatasetError, ReliabilityError
+from reliability.errors import DatasetError, ReliabilityError, missing_package
 from reliability.cli.training import add_lora_commands
 from reliability.paths import default_db
 
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     backend_help = f"backend name: {', '.join(BACKENDS)} (default: {DEFAULT_BACKEND})"
     parser = argparse.ArgumentParser(
-        prog="python -m reliability", description="Audio-LLM reliability lab: import, evaluate, score, export."
+        prog="reliability", description="Audio-LLM reliability lab: import, evaluate, score, export."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
@@ -220,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "serve",
+        parents=[common],  # serve stores nothing; it takes --db like every command, so a script can pass it to all
         help="serve a backend over an OpenAI-compatible API (/v1/chat/completions, /v1/models)",
         description="Serve a lab backend (the cascade by default) to any OpenAI client, lmms-eval or the openai "
         "backend of another lab, batching concurrent requests into the backend's batched generate.",
@@ -295,7 +296,7 @@ def _matching_version_command(db, args, exc) -> str:
     import shlex
 
     def command(*words: str | None) -> str:
-        return " ".join(shlex.quote(w) for w in ("python", "-m", "reliability", *(w for w in words if w is not None)))
+        return " ".join(shlex.quote(w) for w in ("reliability", *(w for w in words if w is not None)))
 
     db_flag = ("--db", args.db) if args.db else (None, None)
     options = [
@@ -307,17 +308,14 @@ def _matching_version_command(db, args, exc) -> str:
     predictions = command("import", "predictions", args.file, *db_flag, "--dataset", exc.bundled, "--model", args.model, *options)
     if exc.bundled in {d["name"] for d in db["datasets"].rows}:
         return predictions
-    return command("import", "dataset", _shown_path(exc.bundled_path), *db_flag) + " && " + predictions
-
-
-def _shown_path(path) -> str:
-    """A bundled file's path as the user can type it: relative to the working folder where it lies below it."""
-    relative = os.path.relpath(path)
-    return os.fspath(path) if relative.startswith("..") else relative
+    return command("import", "dataset", exc.bundled, *db_flag) + " && " + predictions  # a bundled file imports by its name
 
 
 def _serve(args) -> None:
-    from reliability.serve import ServeConfig, serve
+    try:
+        from reliability.serve import ServeConfig, serve
+    except ModuleNotFoundError as exc:
+        raise missing_package(exc, "serve", "serve") from exc
 
     key = args.api_key or os.environ.get("RELIABILITY_SERVE_KEY")
     config = ServeConfig(args.host, args.port, key, args.model_name, args.max_batch, args.batch_wait_ms)

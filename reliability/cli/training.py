@@ -64,7 +64,7 @@ def add_lora_commands(commands, common: argparse.ArgumentParser) -> None:
     add_config_arguments(p, TrainConfig, "train", {})
     p.set_defaults(handler=_train_lora)
 
-    p = commands.add_parser("adapters", parents=[adapters], help="list saved LoRA adapters (methods lora:<name>)", description="List saved adapters with their cards.")
+    p = commands.add_parser("adapters", parents=[common, adapters], help="list saved LoRA adapters (methods lora:<name>)", description="List saved adapters with their cards.")
     p.add_argument("--json", action="store_true", help="print the cards as JSON")
     p.set_defaults(handler=_adapters)
 

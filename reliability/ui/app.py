@@ -13,10 +13,15 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from reliability.errors import missing_package
+
 # the lab works offline: no usage analytics leave the machine unless the user asks for them
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import gradio as gr  # noqa: E402
+try:
+    import gradio as gr  # noqa: E402
+except ModuleNotFoundError as exc:  # the `reliability-lab` command installed without the app's extra
+    raise SystemExit(f"error: {missing_package(exc, 'the app', 'ui')}") from None
 
 from reliability.backends import BACKENDS, DEFAULT_BACKEND
 from reliability.options import key_value
