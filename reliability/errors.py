@@ -50,6 +50,25 @@ def missing_package(error: ImportError, purpose: str, extra: str) -> BackendErro
     return BackendError(f"{purpose} needs the package {package!r}, which is not installed: {install_hint(extra)}")
 
 
+class NothingToAskError(ItemError):
+    """A command that could answer no item: every one was skipped. Says why in one line, counting each reason."""
+
+    def __init__(self, skipped: list[tuple[str, str]], what: str = "nothing to ask"):
+        self.skipped = skipped
+        super().__init__(f"{what}: {skipped_line(skipped)}")
+
+
+def skipped_line(skipped: list[tuple[str, str]]) -> str:
+    """(item id, reason) pairs as one line: how many items were skipped for each reason, the commonest first."""
+    counts: dict[str, int] = {}
+    for _, reason in skipped:
+        counts[reason] = counts.get(reason, 0) + 1
+    reasons = sorted(counts.items(), key=lambda kv: -kv[1])
+    shown = "; ".join(f"{n} × {reason}" for reason, n in reasons[:3])
+    more = f"; {len(reasons) - 3} other reasons" if len(reasons) > 3 else ""
+    return f"{len(skipped)} item(s) skipped ({shown}{more})"
+
+
 class StoreError(ReliabilityError):
     """A lab database that cannot be opened or written: bad path, read-only file, not a database."""
 

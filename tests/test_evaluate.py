@@ -164,7 +164,7 @@ def test_sigkill_mid_batch_then_the_same_command_answers_every_item_exactly_once
         wanted = [i.id for i in store.get_items(db, "mmau-test-mini", limit=24)]
     command = [
         sys.executable, "-m", "reliability", "evaluate", "--db", str(path), "--dataset", "mmau-test-mini",
-        "--methods", "baseline", "--limit", "24", "--batch-size", "4", "--no-audio",
+        "--methods", "baseline", "--limit", "24", "--file-order", "--batch-size", "4", "--no-audio",
         "--backend", "scripted", "--backend-arg", "reply=A",
     ]
     slow = subprocess.Popen([*command, "--backend-arg", "delay_s=0.4"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

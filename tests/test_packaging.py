@@ -67,8 +67,8 @@ def test_the_cli_runs_on_the_base_dependencies_alone(tmp_path):
 
 @pytest.mark.parametrize("args, extra", [
     (["serve"], "serve"),
-    (["evaluate", "--dataset", "d", "--backend", "qwen2-audio"], "qwen"),
-    (["evaluate", "--dataset", "d", "--backend", "openai"], "openai"),
+    (["evaluate", "--dataset", "d", "--no-audio", "--backend", "qwen2-audio"], "qwen"),
+    (["evaluate", "--dataset", "d", "--no-audio", "--backend", "openai"], "openai"),
 ])
 def test_a_missing_extra_is_one_line_naming_it(tmp_path, args, extra):
     db = str(tmp_path / "lab.db")
