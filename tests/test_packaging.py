@@ -2,7 +2,11 @@
 dependencies alone, every extra a hint names exists, and the package data the code reads is declared."""
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import shutil
+import site
 import subprocess
 import sys
 import tomllib
@@ -32,6 +36,10 @@ from reliability.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 PYTHON_DASH_M = "from reliability.cli.main import main\n\nsys.exit(main())"
+# what `pip install .` builds from: the package metadata, the README it names and the two packages
+BUILT_FROM = ("pyproject.toml", "README.md", "reliability", "annotations")
+# the README's evaluate and diagnose run on the scripted backend here: the default model is tested elsewhere
+SCRIPTED = ["--backend", "scripted", "--backend-arg", "reply=I don't know"]
 
 
 def test_the_scripts_are_what_python_dash_m_and_app_py_call():
@@ -99,3 +107,49 @@ def test_the_package_data_the_code_reads_is_declared():
     assert all(p.is_file() for p in read)
     assert {p.resolve() for p in read} <= {p.resolve() for p in declared}
     assert "adapters/**/*" in found  # adapters shipped in the package (trained ones stay in the user's data folder)
+
+
+def readme_batch_block() -> list[str]:
+    """The command lines of the README's first bash block under "Batch runs", as written."""
+    section = (ROOT / "README.md").read_text().split("## Batch runs", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)[1]
+    return [line for line in block.splitlines() if shlex.split(line, comments=True)]
+
+
+@pytest.mark.slow
+def test_the_installed_package_runs_the_readme_batch_block_from_any_folder(tmp_path):
+    source = tmp_path / "source"  # a copy, so the build leaves nothing in the checkout
+    source.mkdir()
+    for name in BUILT_FROM:
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
+        copy(ROOT / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if copy is shutil.copytree else {}))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True)
+    # the dependencies installed here (pip and setuptools included) but not the checkout: no network needed
+    (Path(purelib.stdout.strip()) / "installed_here.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", HOME=str(home), XDG_DATA_HOME=str(home / "data"),
+               PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    install = [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(source)]
+    done = subprocess.run(install, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def run(words: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(words, capture_output=True, text=True, env=env, cwd=elsewhere, timeout=300)
+
+    where = run(["python", "-c", "import reliability; print(reliability.__file__)"])
+    assert where.stdout.startswith(str(venv)), "the installed copy answers, not the checkout"
+    for words in (["reliability", "--help"], ["python", "-m", "reliability", "--help"], ["reliability-lab", "--help"]):
+        done = run(words)
+        assert done.returncode == 0 and "usage:" in done.stdout, f"{shlex.join(words)}: {done.stderr}"
+    for line in readme_batch_block():
+        words = shlex.split(line, comments=True)
+        assert words[0] == "reliability", f"the block runs the installed command: {line}"
+        done = run(words + (SCRIPTED if words[1] in ("evaluate", "diagnose") else []))
+        assert done.returncode == 0 and "error:" not in done.stderr and "Traceback" not in done.stderr, f"{line}\n{done.stderr}"
+    assert (elsewhere / "preds.json").is_file() and (home / "data" / "reliability-lab" / "lab.db").is_file()
