@@ -86,6 +86,12 @@ def test_a_missing_extra_is_one_line_naming_it(tmp_path, args, extra):
     assert f"pip install 'reliability-lab[{extra}]'" in done.stderr
 
 
+def test_the_app_without_its_extra_is_one_line_naming_it(tmp_path):
+    code = WITHOUT_EXTRAS.format(modules=set(EXTRA_MODULES)).replace("from reliability.cli.main import main", "from reliability.ui.app import main")
+    done = subprocess.run([sys.executable, "-c", code, "--help"], cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "HOME": str(tmp_path)})
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "pip install 'reliability-lab[ui]'" in done.stderr, done.stderr
+
+
 def test_every_extra_named_in_a_hint_exists():
     sources = "\n".join(p.read_text() for p in [*(ROOT / "reliability").rglob("*.py"), ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
     named = set(re.findall(r"install_hint\(['\"]([\w-]+)['\"]\)", sources))
