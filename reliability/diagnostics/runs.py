@@ -72,6 +72,7 @@ def run_diagnostics(
             )
         except NothingToAskError as exc:  # e.g. no audio for full and the fragments: the other conditions still count
             skipped[condition] = exc.skipped
+            report(offset + per_condition, per_condition * len(conditions), f"{condition} · nothing to ask")
             continue
         for method, run_id in zip(methods, result.run_ids):
             run_ids.setdefault(method.name, {})[condition] = run_id
