@@ -81,6 +81,7 @@ def evaluate(
         run_id = store.run_id_for(*identity)
         result.run_ids.append(run_id)
         pending = _uncached(db, run_id, askable_items, cond)
+        unstored = bool(pending)  # a run is stored with its first answer
         result.cached += len(askable_items) - len(pending)
         done += len(items) - len(pending)
         report(done, total, f"{method.name}: {len(askable_items) - len(pending)} cached, {len(pending)} to ask")
@@ -91,7 +92,9 @@ def evaluate(
             ready = [(item, clip, h) for item, clip, h in zip(batch, clips, hashes) if item.id not in bad]
             if ready:
                 answers = ask(method, backend, [r[0] for r in ready], [r[1] for r in ready], decoding)
-                store.get_or_create_run(db, *identity, JUDGE_VERSION)  # a run is stored with its first answer
+                if unstored:
+                    store.get_or_create_run(db, *identity, JUDGE_VERSION)
+                    unstored = False
                 store.save_answers(db, run_id, answers, [r[2] for r in ready], JUDGE_VERSION)
             result.answered += len(ready)
             done += len(batch)

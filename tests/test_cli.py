@@ -134,7 +134,7 @@ def test_a_malformed_dataset_lists_each_bad_record_then_one_error_line(tmp_path,
     assert main(["import", "dataset", str(bad), "--db", str(tmp_path / "lab.db")]) == 1
     lines = capsys.readouterr().err.rstrip().splitlines()
     assert lines[0].startswith("  record 1 (id a): answer 'z' is not among the choices")
-    assert lines[1] == "  record 2 (id b): missing field 'question'"
+    assert lines[1] == "  record 2 (id b): missing fields 'question', 'choices', 'task' or 'modality'"  # every one at once
     assert lines[-1].startswith("error: ") and "2 bad record(s) of 2; nothing imported" in lines[-1]
 
 
