@@ -412,7 +412,7 @@ def _metrics(args) -> None:
         for line in partial:
             print(line, file=sys.stderr)
     if args.output != "-":
-        print(f"wrote {len(rows)} rows to {args.output}")
+        print(f"wrote {len(rows)} rows to {os.path.abspath(args.output)}")
 
 
 def _agreement(args) -> None:
@@ -437,14 +437,14 @@ def _export_answers(args) -> None:
         run_ids = [store.get_run(db, r).id for r in args.run]
     else:
         run_ids = [r.id for r in store.list_runs(db, _dataset_with_runs(db, args.dataset))]
-    print(f"wrote {export_answers(db, args.output, run_ids, args.format)} answers to {args.output}")
+    print(f"wrote {export_answers(db, args.output, run_ids, args.format)} answers to {os.path.abspath(args.output)}")
 
 
 def _export_labels(args) -> None:
     from reliability.exports import export_labels
 
     db = open_lab_db(args)
-    print(f"wrote {export_labels(db, args.output, _dataset_with_runs(db, args.dataset), args.format)} labels to {args.output}")
+    print(f"wrote {export_labels(db, args.output, _dataset_with_runs(db, args.dataset), args.format)} labels to {os.path.abspath(args.output)}")
 
 
 def _export_submission(args) -> None:
@@ -452,7 +452,7 @@ def _export_submission(args) -> None:
 
     db = open_lab_db(args)
     run_id = args.run or _only_run(db, _dataset_with_runs(db, args.dataset), args.method, args.condition)
-    print(f"wrote {export_submission(db, args.output, run_id)} records to {args.output}")
+    print(f"wrote {export_submission(db, args.output, run_id)} records to {os.path.abspath(args.output)}")
 
 
 def _dataset_with_runs(db, dataset: str | None) -> str:
