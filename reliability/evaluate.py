@@ -19,7 +19,7 @@ from reliability.audio import Clip, load_audio
 from reliability.backends.base import Backend
 from reliability.conditions import FULL, NONE, Condition, apply_condition, parse_condition
 from reliability.datasets import imported_items, judge_as_shown
-from reliability.errors import AudioError, ItemError
+from reliability.errors import AudioError, ItemError, NothingToAskError
 from reliability.judge import JUDGE_VERSION, judge
 from reliability.methods import Method, ask, get_method, validate_item
 from reliability.types import Decoding, Item
@@ -57,7 +57,8 @@ def evaluate(
       as "n3_chunk2" (reliability.conditions); answers record the hash of the item's whole clip
     :param progress: called with (done, total, message) after the cache check and after every batch
     Items that cannot be asked (no audio file under an audio condition, an unreadable clip, an invalid
-    item) are skipped and listed in the result, never stop the run.
+    item) are skipped and listed in the result, never stop the run. A run is stored with its first answer: when no
+    item can be answered, NothingToAskError says why (counting the skipped items per reason) and nothing is stored.
     """
     cond = parse_condition(condition)
     if batch_size < 1:
@@ -70,14 +71,17 @@ def evaluate(
     methods = [get_method(m) if isinstance(m, str) else m for m in methods]
     report = progress or (lambda done, total, message: None)
     askable_items, skipped = askable(items, cond)
+    if not askable_items:
+        raise NothingToAskError(skipped)
     result = EvalResult(run_ids=[], skipped=skipped)
     total, done = len(items) * len(methods), 0
+    dataset = next(iter(datasets))
     for method in methods:
-        run = store.get_or_create_run(
-            db, next(iter(datasets)), backend.describe(), method.describe(backend), decoding, cond.name, JUDGE_VERSION
-        )
-        result.run_ids.append(run.id)
-        pending = _uncached(db, run.id, askable_items, cond)
+        identity = (dataset, backend.describe(), method.describe(backend), decoding, cond.name)
+        run_id = store.run_id_for(*identity)
+        result.run_ids.append(run_id)
+        pending = _uncached(db, run_id, askable_items, cond)
+        unstored = bool(pending)  # a run is stored with its first answer
         result.cached += len(askable_items) - len(pending)
         done += len(items) - len(pending)
         report(done, total, f"{method.name}: {len(askable_items) - len(pending)} cached, {len(pending)} to ask")
@@ -88,10 +92,16 @@ def evaluate(
             ready = [(item, clip, h) for item, clip, h in zip(batch, clips, hashes) if item.id not in bad]
             if ready:
                 answers = ask(method, backend, [r[0] for r in ready], [r[1] for r in ready], decoding)
-                store.save_answers(db, run.id, answers, [r[2] for r in ready], JUDGE_VERSION)
+                if unstored:
+                    store.get_or_create_run(db, *identity, JUDGE_VERSION)
+                    unstored = False
+                store.save_answers(db, run_id, answers, [r[2] for r in ready], JUDGE_VERSION)
             result.answered += len(ready)
             done += len(batch)
             report(done, total, f"{method.name}: {done}/{total}")
+    stored = {run.id for run in store.list_runs(db, dataset, cond.name)}
+    if not stored.issuperset(result.run_ids):  # every clip failed to load: no run was stored
+        raise NothingToAskError(result.skipped, "nothing answered")
     return result
 
 

@@ -21,8 +21,8 @@ from reliability.types import Decoding, Item  # noqa: E402
 
 
 def demo_items() -> list[Item]:
-    raw = json.loads((ROOT / "demo" / "items.json").read_text())
-    return [Item(r["id"], r["question"], tuple(r["choices"]), r["answer"], r["modality"], str(ROOT / "demo" / r["audio"])) for r in raw]
+    raw = json.loads((ROOT / "reliability" / "demo" / "items.json").read_text())
+    return [Item(r["id"], r["question"], tuple(r["choices"]), r["answer"], r["modality"], str(ROOT / "reliability" / "demo" / r["audio"])) for r in raw]
 
 
 def mmau_items(path: Path, per_modality: int, skip: int) -> list[Item]:

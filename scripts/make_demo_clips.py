@@ -1,4 +1,4 @@
-"""Make the demo clips (demo/clips/*.flac) and their questions (demo/items.json) from nothing but espeak-ng, sox and numpy.
+"""Make the demo clips (reliability/demo/clips/*.flac) and their questions (reliability/demo/items.json) from nothing but espeak-ng, sox and numpy.
 
 Run `python scripts/make_demo_clips.py`. The output is deterministic for a given espeak-ng version
 (noise is seeded), lossless FLAC at 16 kHz mono, a few hundred KB in all. Every question is ours;
@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 
 SR = 16_000
-ROOT = Path(__file__).resolve().parent.parent / "demo"
+ROOT = Path(__file__).resolve().parent.parent / "reliability" / "demo"
 IDK_REPLY = "I don't know"  # reliability.prompts.IDK_REPLY, the key of an unanswerable question (tests check they agree)
 
 SPEECH_TEXT = (

@@ -230,7 +230,7 @@ def test_only_the_apps_own_files_are_served(app):
     for path in (db, "/etc/passwd", os.path.join(REPO, "app.py"), os.path.join(os.path.dirname(db), "uploads")):
         response = httpx.get(f"{url}gradio_api/file={path}")
         assert response.status_code in (403, 404), (path, response.status_code)
-    clip = os.path.join(REPO, "demo", "clips", "speech.flac")
+    clip = os.path.join(REPO, "reliability", "demo", "clips", "speech.flac")
     assert httpx.get(f"{url}gradio_api/file={clip}").status_code == 200
 
 

@@ -18,7 +18,7 @@ from test_app_api import REPO, running_app, seed_lab
 VIEWPORT = {"width": 1400, "height": 1000}
 QUESTION = "Which sound is this?"
 TIMEOUT_MS = 60_000
-DEMO = os.path.join(REPO, "demo")
+DEMO = os.path.join(REPO, "reliability", "demo")
 
 pytestmark = pytest.mark.browser
 

@@ -18,7 +18,7 @@ from reliability.types import Decoding, Item, Outcome, Request
 from tests.conftest import require_tool
 from tests.test_evidence import COMPONENTS as EVIDENCE_COMPONENTS, missing
 
-DEMO = Path(__file__).resolve().parent.parent / "demo"
+DEMO = Path(__file__).resolve().parent.parent / "reliability" / "demo"
 COMPONENTS = EVIDENCE_COMPONENTS + [
     ("torch", "torch"),
     ("transformers", "transformers"),

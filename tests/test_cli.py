@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 import subprocess
 import sys
 from pathlib import Path
@@ -30,13 +31,24 @@ def all_commands(parser: argparse.ArgumentParser, prefix=()) -> list[tuple[str, 
     return found
 
 
+def test_every_command_takes_db():
+    def leaves(parser, prefix=()):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return [(prefix, parser)]
+        return [leaf for a in subs for name, sub in a.choices.items() for leaf in leaves(sub, (*prefix, name))]
+
+    without = [" ".join(c) for c, p in leaves(build_parser()) if "--db" not in p._option_string_actions]
+    assert not without, f"commands without --db: {without}"
+
+
 @pytest.mark.parametrize("command", all_commands(build_parser()), ids=" ".join)
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit:
         main([*command, "--help"])
     assert exit.value.code == 0
     text = capsys.readouterr().out
-    assert "usage: python -m reliability" in text and len(text.splitlines()) > 3
+    assert "usage: reliability" in text and len(text.splitlines()) > 3
 
 
 @pytest.fixture
@@ -98,7 +110,7 @@ def test_imported_predictions_can_be_scored(lab, tmp_path, capsys):
         (["evaluate", "--dataset", "mmau-test-mini", "--backend", "scripted", "--backend-arg", "colour=red"], "error: backend 'scripted' does not take"),
         (["evaluate", "--dataset", "mmau-test-mini", "--backend-arg", "oops"], "error: --backend-arg 'oops'"),
         (["export", "submission", "--run", "zzz", "--output", "x.json"], "error: no run matches 'zzz'"),
-        (["export", "answers", "--output", "x.csv"], "error: say which answers"),
+        (["export", "answers", "--output", "x.csv"], "error: no runs yet"),
         (["metrics", "--dataset", "mmau-test-mini"], "error: no runs of dataset"),
         (["import", "dataset", "/no/such/file.json"], "error: no such file"),
     ],
@@ -122,7 +134,7 @@ def test_a_malformed_dataset_lists_each_bad_record_then_one_error_line(tmp_path,
     assert main(["import", "dataset", str(bad), "--db", str(tmp_path / "lab.db")]) == 1
     lines = capsys.readouterr().err.rstrip().splitlines()
     assert lines[0].startswith("  record 1 (id a): answer 'z' is not among the choices")
-    assert lines[1] == "  record 2 (id b): missing field 'question'"
+    assert lines[1] == "  record 2 (id b): missing fields 'question', 'choices', 'task' or 'modality'"  # every one at once
     assert lines[-1].startswith("error: ") and "2 bad record(s) of 2; nothing imported" in lines[-1]
 
 
@@ -150,8 +162,42 @@ def test_metrics_and_submission_pick_the_obvious_run_or_say_what_to_add(lab, tmp
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: dataset 'mmau-test-mini' has 2 runs; add --method") and "(idk, none)" in err and "\n" not in err
     assert main(["export", "submission", "--db", lab, "--dataset", "mmau-test-mini", "--method", "idk", "--output", str(out)]) == 0
-    assert main(["export", "submission", "--db", lab, "--output", str(out)]) == 1
-    assert "say which run: --run ID, or --dataset NAME" in capsys.readouterr().err
+    assert main(["export", "submission", "--db", lab, "--output", str(out)]) == 1  # the only dataset, but two runs
+    assert capsys.readouterr().err.startswith("error: dataset 'mmau-test-mini' has 2 runs; add --method or --run")
+    # another idk run under the same condition: the error never asks for the --method it was given
+    assert main(["evaluate", "--db", lab, "--dataset", "mmau-test-mini", "--methods", "idk", "--limit", "3", "--no-audio", "--max-new-tokens", "32", *SCRIPTED]) == 0
+    capsys.readouterr()
+    assert main(["export", "submission", "--db", lab, "--method", "idk", "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: dataset 'mmau-test-mini' has 2 runs with method 'idk'; add --run: ") and "--method" not in err
+
+
+def test_export_answers_and_labels_pick_the_only_dataset_with_runs(lab, tmp_path, capsys):
+    assert main(["evaluate", "--db", lab, "--dataset", "mmau-test-mini", "--limit", "3", "--no-audio", *SCRIPTED]) == 0
+    assert main(["export", "answers", "--db", lab, "--output", str(tmp_path / "a.csv")]) == 0
+    assert main(["export", "labels", "--db", lab, "--output", str(tmp_path / "l.csv")]) == 0
+    assert "wrote 3 answers" in capsys.readouterr().out
+
+
+def test_a_limit_is_a_seeded_sample_stratified_by_modality_unless_in_file_order(lab, capsys):
+    def modalities(*flags):
+        assert main(["evaluate", "--db", lab, "--dataset", "mmau-test-mini", "--limit", "30", "--no-audio", *flags, *SCRIPTED]) == 0
+        run = capsys.readouterr().out.rsplit("runs: ", 1)[1].split()[0]
+        return [r["modality"] for r in store.answer_rows(open_db(lab), [store.get_run(open_db(lab), run).id])]
+
+    assert Counter(modalities()) == {"sound": 10, "music": 10, "speech": 10}
+    assert set(modalities("--file-order", "--max-new-tokens", "32")) == {"sound"}  # MMAU's file starts with its sound questions
+
+
+def test_a_command_that_can_answer_nothing_says_why_in_one_line_and_stores_no_run(lab, capsys):
+    assert main(["evaluate", "--db", lab, "--dataset", "mmau-test-mini", "--limit", "4", *SCRIPTED]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: nothing to ask: 4 item(s) skipped (4 × no audio file") and err.count("\n") == 1
+    assert main(["diagnose", "--db", lab, "--dataset", "mmau-test-mini", "--limit", "2", "--conditions", "all", *SCRIPTED]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "%|" not in line]  # the progress bar aside
+    assert len(lines) == 1 and "under 15 condition(s)" in lines[0] and "2 item(s) skipped (2 × no audio file" in lines[0]
+    assert {r.condition for r in store.list_runs(open_db(lab))} == {"none"}  # no empty runs for full and the fragments
+    assert all(r.n_answers == 2 for r in store.list_runs(open_db(lab)))
 
 
 def test_metrics_without_runs_or_with_several_datasets_says_what_to_add(tmp_path, capsys):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -323,7 +324,7 @@ def test_the_cli_refuses_another_revision_in_one_line_with_the_command_that_impo
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and "363 of 1000 record(s)" in err
     command = err.split("import that revision: ", 1)[1].strip()
-    steps = [shlex.split(part)[3:] for part in command.split(" && ")]  # without "python -m reliability"
+    steps = [shlex.split(part)[1:] for part in command.split(" && ")]  # without "reliability"
     assert [s[:2] for s in steps] == [["import", "dataset"], ["import", "predictions"]]
     assert steps[1][steps[1].index("--dataset") + 1] == "mmau-test-mini-2025-03" and lab in steps[1]
     assert all(main(step) == 0 for step in steps)
@@ -352,3 +353,23 @@ def test_a_run_that_answers_part_of_its_dataset_says_n_of_n_in_metrics_and_on_th
 def test_a_bundled_revision_imports_by_its_name(db, name):
     report = import_dataset(db, name)
     assert (report.dataset, report.imported, report.modalities) == (name, 1000, {"sound": 333, "music": 334, "speech": 333})
+
+
+def test_the_demo_items_import_as_they_stand_with_their_clips(db):
+    from reliability.paths import demo_items
+
+    report = import_dataset(db, demo_items(), "demo", audio_dir=demo_items().parent)
+    assert report.imported == 9 and not report.errors and not report.skipped
+    assert all(item.audio_path and os.path.isfile(item.audio_path) for item in store.get_items(db, "demo"))
+    assert {item.modality for item in store.get_items(db, "demo")} == {"sound", "music", "speech"}
+
+
+def test_an_import_lists_every_missing_field_at_once_with_the_expected_fields(db, tmp_path):
+    from reliability.datasets import SCHEMAS
+
+    path = write_json(tmp_path, [{"id": "x", "question": "Which?"}, {"choices": ["a", "b"], "modality": "sound"}], "bad.json")
+    with pytest.raises(DatasetError) as caught:
+        import_dataset(db, path)
+    reasons = [p.reason for p in caught.value.problems]
+    assert reasons == ["missing fields 'choices', 'task' or 'modality'", "missing fields 'id', 'question'"]
+    assert str(caught.value).endswith(f"nothing imported; each record has {SCHEMAS['mmau']}")

@@ -15,7 +15,7 @@ from reliability import evaluate as evaluate_module
 from reliability.audio import load_audio
 from reliability.backends.scripted import ScriptedBackend
 from reliability.datasets import MMAU_TEST_MINI, import_dataset
-from reliability.errors import ItemError, UnknownNameError
+from reliability.errors import ItemError, NothingToAskError, UnknownNameError
 from reliability.evaluate import evaluate, rejudge
 from reliability.types import Answer, Decoding, Item, Judgement, Outcome
 from tests.conftest import tone
@@ -114,6 +114,17 @@ def test_items_that_cannot_be_asked_are_skipped_with_the_reason(db, clips, tmp_p
     assert "No such file" in reasons["gone"] and "no audio file" in reasons["text"]
 
 
+def test_a_run_is_stored_with_its_first_answer_and_nothing_askable_stores_none(db, tmp_path):
+    no_file = Item("gone", "Which?", ("a", "b"), "a", "sound", str(tmp_path / "gone.wav"), "clips")
+    no_audio = Item("text", "Which?", ("a", "b"), "a", "sound", None, "clips")
+    store.upsert_dataset(db, "clips", [store.StoredItem(no_file), store.StoredItem(no_audio)])
+    with pytest.raises(NothingToAskError, match=r"^nothing to ask: 1 item\(s\) skipped \(1 × no audio file"):
+        evaluate(db, ScriptedBackend(responder=first_choice), [no_audio], ["baseline", "idk"])
+    with pytest.raises(NothingToAskError, match=r"^nothing answered: 2 item\(s\) skipped"):
+        evaluate(db, ScriptedBackend(responder=first_choice), [no_file, no_audio], ["baseline"])
+    assert store.list_runs(db) == []
+
+
 def test_rejudge_updates_stored_outcomes_without_asking_any_model(db, clips, monkeypatch):
     run = store.get_or_create_run(db, "clips", ScriptedBackend().describe(), {"method": "baseline"}, Decoding(), judge_version="judge-0")
     stale = Judgement("high", Outcome.WRONG, True, "an older rule")
@@ -164,7 +175,7 @@ def test_sigkill_mid_batch_then_the_same_command_answers_every_item_exactly_once
         wanted = [i.id for i in store.get_items(db, "mmau-test-mini", limit=24)]
     command = [
         sys.executable, "-m", "reliability", "evaluate", "--db", str(path), "--dataset", "mmau-test-mini",
-        "--methods", "baseline", "--limit", "24", "--batch-size", "4", "--no-audio",
+        "--methods", "baseline", "--limit", "24", "--file-order", "--batch-size", "4", "--no-audio",
         "--backend", "scripted", "--backend-arg", "reply=A",
     ]
     slow = subprocess.Popen([*command, "--backend-arg", "delay_s=0.4"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

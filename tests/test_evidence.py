@@ -112,7 +112,7 @@ def test_spoken_clip_transcript_has_the_words(extractor, speech_wav):
 
 @pytest.mark.slow
 def test_demo_announcement_is_transcribed_word_for_word(extractor):
-    clip = load_audio(Path(__file__).resolve().parent.parent / "demo" / "clips" / "speech.flac")
+    clip = load_audio(Path(__file__).resolve().parent.parent / "reliability" / "demo" / "clips" / "speech.flac")
     words = extractor(clip.samples, clip.hash).transcript.lower()
     for word in ("welcome", "museum", "today", "o'clock", "evening", "ticket"):
         assert word in words, (word, words)

@@ -66,8 +66,8 @@ PARTICIPANTS = ("six", "seven", "one", "five")
 ACTION = ("Frying in a pan", "Using a washing machine", "Operating a vacuum cleaner", "Typing on a keyboard")
 LAST_SOUND = ("footsteps", "dog_barking", "camera_shutter_clicking", "tapping_on_glass")
 ANIMALS = ("Dog", "Cat", "Bird", "Cow")
-SCENE = ("a dog barking", "an emergency vehicle siren", "church bells", "a person singing")  # demo/items.json
-OPENING = ("at eight o'clock", "at nine o'clock", "at ten o'clock", "at noon")  # demo/items.json
+SCENE = ("a dog barking", "an emergency vehicle siren", "church bells", "a person singing")  # reliability/demo/items.json
+OPENING = ("at eight o'clock", "at nine o'clock", "at ten o'clock", "at noon")  # reliability/demo/items.json
 # made-up lists for options that contain one another
 DOGS = ("Dog", "Dog barking", "Cat meowing", "Bird chirping")
 GUITARS = ("Guitar", "Electric guitar", "Piano", "Violin")
@@ -536,7 +536,7 @@ def test_table_is_large_and_varied():
 
 
 def test_unanswerable_key():
-    unanswerable = ("Anna", "Maria", "Laura", "Sofia")  # demo/items.json: the clip never says a name
+    unanswerable = ("Anna", "Maria", "Laura", "Sofia")  # reliability/demo/items.json: the clip never says a name
     assert judge("I don't know.", unanswerable, IDK_REPLY).outcome == I
     assert judge("Answer: Maria", unanswerable, IDK_REPLY).outcome == W
     assert judge("The speaker's name is not mentioned.", unanswerable, IDK_REPLY).parsed is False
@@ -546,7 +546,7 @@ def test_unanswerable_key():
 
 
 def test_the_demo_marks_unanswerable_questions_with_the_idk_reply():
-    demo = json.loads((Path(__file__).parents[1] / "demo" / "items.json").read_text())
+    demo = json.loads((Path(__file__).parents[1] / "reliability" / "demo" / "items.json").read_text())
     keys = [item["answer"] for item in demo]
     assert keys.count(IDK_REPLY) == 3 and None not in keys
     script = (Path(__file__).parents[1] / "scripts" / "make_demo_clips.py").read_text()

@@ -238,7 +238,7 @@ def test_a_read_only_database_is_reported(tmp_path, tone_wav):
 
 
 def test_examples_point_at_the_repositorys_clips(tmp_path):
-    services = Services.build(Settings(str(tmp_path / "lab.db"), str(tmp_path), examples_path=os.path.join(REPO, "demo", "items.json")))
+    services = Services.build(Settings(str(tmp_path / "lab.db"), str(tmp_path), examples_path=os.path.join(REPO, "reliability", "demo", "items.json")))
     rows = CompareHandlers(services).example_rows()
     assert rows and all(os.path.isfile(row[0]) for row in rows)
     # no modality column: a clip's modality is detected, never carried over from the example clicked before
@@ -341,7 +341,7 @@ def test_the_api_reads_only_uploaded_files_and_signed_in_names(services):
 
 
 def test_build_demo_registers_the_stable_api_names_without_launching(services):
-    from app import build_demo
+    from reliability.ui.app import build_demo
 
     demo = build_demo(services)
     public = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}

@@ -23,7 +23,7 @@ from tests.conftest import tone
 from tests.test_serve import KEY, free_port, running_serve
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "demo"
+DEMO = ROOT / "reliability" / "demo"
 QUESTION = [{"role": "user", "content": "What is the main sound in the audio?"}]
 GREEDY = Decoding(max_new_tokens=8)
 
@@ -206,7 +206,7 @@ def test_n_samples_come_back_from_one_request(tiny_server):
 
 
 def test_the_app_menu_offers_openai_only_when_the_command_line_gives_it(tmp_path):
-    from app import make_services, parse_args
+    from reliability.ui.app import make_services, parse_args
 
     chosen = make_services(parse_args(["--backend", "openai", "--backend-arg", "base_url=http://127.0.0.1:8000/v1", "--db", str(tmp_path / "a.db")])).pool
     assert chosen.backend_names()[0] == "openai" and chosen.settings.backend_kwargs == {"base_url": "http://127.0.0.1:8000/v1"}

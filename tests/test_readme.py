@@ -13,7 +13,7 @@ from tests.test_cli import all_commands
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-CLI = ("python", "-m", "reliability")
+CLIS = (("reliability",), ("python", "-m", "reliability"))  # the installed command, and the same without installing
 # evaluate and diagnose run the README's commands on the scripted backend: the default model is tested elsewhere
 SCRIPTED = ["--backend", "scripted", "--backend-arg", "reply=I don't know"]
 # a sibling folder (parent, then "shared") or a session's work folder; built from parts so this file does not match itself
@@ -32,7 +32,7 @@ def needs_a_server(args: list[str]) -> bool:
 
 
 def readme_cli_commands() -> list[list[str]]:
-    return [words[len(CLI):] for words in shell_lines(README.read_text()) if tuple(words[: len(CLI)]) == CLI]
+    return [words[len(cli):] for words in shell_lines(README.read_text()) for cli in CLIS if tuple(words[: len(cli)]) == cli]
 
 
 def test_the_readme_has_cli_commands_to_run():
@@ -65,14 +65,22 @@ def test_every_cli_command_is_mentioned_in_the_readme():
 
 
 def test_the_readme_app_commands_parse():
-    from app import parse_args
+    from reliability.ui.app import parse_args
 
-    words = [w for w in shell_lines(README.read_text()) if w[:2] == ["python", "app.py"]]
+    words = [w[2:] if w[0] == "python" else w[1:] for w in shell_lines(README.read_text()) if w[:2] == ["python", "app.py"] or w[0] == "reliability-lab"]
     assert words, "the README shows how to start the app"
     for command in words:
-        parse_args(command[2:])
+        parse_args(command)
     for args in re.findall(r'make demo ARGS="([^"]+)"', README.read_text()):
         parse_args(shlex.split(args))
+
+
+def test_the_readme_lists_the_fields_of_each_import_format():
+    from reliability.datasets import SCHEMAS
+
+    text = README.read_text()
+    missing = [name for name, fields in SCHEMAS.items() if fields not in text]
+    assert not missing, f"README.md does not list the fields of: {missing} (as reliability/datasets.py's SCHEMAS states them)"
 
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/METRICS.md", "docs/LORA.md"])

@@ -83,7 +83,7 @@ def test_the_cli_lists_runs_and_stores_a_registered_method(echo, tmp_path, tone_
 
 
 def test_the_app_and_its_api_offer_and_run_a_registered_method(echo, tmp_path, tone_wav):
-    from app import build_demo
+    from reliability.ui.app import build_demo
 
     services = Services.build(Settings(str(tmp_path / "lab.db"), str(tmp_path / "data"), backend="scripted", backend_kwargs={"responder": reply}))
     assert services.pool.method_names()[-1] == ECHO

@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 
 from reliability.backends.base import Backend
-from reliability.errors import UnknownNameError
+from reliability.errors import UnknownNameError, missing_package
 
 DEFAULT_BACKEND = "cascade"
 
@@ -23,12 +23,15 @@ BACKEND_NOTES: dict[str, str] = {
         "clearly lift one option over the others. It hears only what they write: no pitch, emotion, speaker or order of "
         "events. On 88 questions about real recordings (docs/DEV_SET.md) the baseline answered 74 % of the answerable "
         "ones correctly; IDK prompting kept 47 of its 53 right answers and abstained on all 16 unanswerable ones. "
-        "Limits: demo/MODEL_CARD.md."
+        "Limits: reliability/demo/MODEL_CARD.md."
     ),
     "qwen2-audio": "Qwen2-Audio through transformers: the model hears the clip itself (the first 30 s).",
     "openai": "A model behind an OpenAI-compatible server (vLLM, a hosted API, or `python -m reliability serve`).",
     "scripted": "Scripted replies for tests: not a model.",
 }
+
+# the extra of pyproject.toml that installs what each backend imports (the scripted one needs nothing more)
+BACKEND_EXTRAS: dict[str, str] = {"cascade": "cascade", "qwen2-audio": "qwen", "openai": "openai"}
 
 # offered in the app's menu only when the command line chose them: the test backend, and openai,
 # which means nothing without its server's arguments
@@ -40,7 +43,12 @@ def backend_class(name: str) -> type[Backend]:
     if name not in BACKENDS:
         raise UnknownNameError("backend", name, list(BACKENDS))
     module, _, cls = BACKENDS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)
+    try:
+        return getattr(importlib.import_module(module), cls)
+    except ModuleNotFoundError as exc:
+        if name not in BACKEND_EXTRAS or (exc.name or "").split(".")[0] in ("reliability", "annotations"):
+            raise
+        raise missing_package(exc, f"backend {name!r}", BACKEND_EXTRAS[name]) from exc
 
 
 def get_backend(name: str = DEFAULT_BACKEND, **kwargs) -> Backend:
@@ -54,5 +62,5 @@ def trainable_backends() -> list[str]:
 
 
 __all__ = [
-    "BACKENDS", "BACKEND_NOTES", "DEFAULT_BACKEND", "MENU_ONLY_AS_DEFAULT", "Backend", "backend_class", "get_backend", "trainable_backends",
+    "BACKENDS", "BACKEND_EXTRAS", "BACKEND_NOTES", "DEFAULT_BACKEND", "MENU_ONLY_AS_DEFAULT", "Backend", "backend_class", "get_backend", "trainable_backends",
 ]

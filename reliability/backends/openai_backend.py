@@ -19,7 +19,7 @@ import numpy as np
 
 from reliability.audio import SAMPLE_RATE
 from reliability.backends.base import Backend, with_clip_part
-from reliability.errors import BackendError
+from reliability.errors import BackendError, missing_package
 from reliability.types import Generation, Request
 
 AUDIO_FORMATS = ("input_audio", "audio_url")  # OpenAI's content part; vLLM's data-URL alternative
@@ -123,6 +123,8 @@ class OpenAIBackend(Backend):
         for i, url in enumerate(self.urls):
             try:
                 listing = await self._client(i).models.list()
+            except BackendError:  # the openai package itself is missing: nothing to explain about the server
+                raise
             except Exception as exc:
                 raise self._explain(exc, url) from exc
             models = {m.id: m for m in listing.data}
@@ -144,7 +146,7 @@ class OpenAIBackend(Backend):
             try:
                 from openai import AsyncOpenAI
             except ImportError as exc:
-                raise BackendError("the openai backend needs the package 'openai' (pip install openai)") from exc
+                raise missing_package(exc, "the openai backend", "openai") from exc
             key = os.environ.get(self.api_key_env) or NO_KEY
             self._clients = [AsyncOpenAI(base_url=u, api_key=key, timeout=self.timeout_s, max_retries=self.max_retries) for u in self.urls]
         return self._clients[i]

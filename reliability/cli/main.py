@@ -12,8 +12,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from reliability.cli.common import TqdmProgress, backend_from_args, open_lab_db
-from reliability.errors import DatasetError, ReliabilityError
+from reliability.cli.common import TqdmProgress, add_limit_arguments, backend_from_args, items_from_args, open_lab_db, positive
+from reliability.errors import DatasetError, ReliabilityError, missing_package, skipped_line
 from reliability.cli.training import add_lora_commands
 from reliability.paths import default_db
 
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     backend_help = f"backend name: {', '.join(BACKENDS)} (default: {DEFAULT_BACKEND})"
     parser = argparse.ArgumentParser(
-        prog="python -m reliability", description="Audio-LLM reliability lab: import, evaluate, score, export."
+        prog="reliability", description="Audio-LLM reliability lab: import, evaluate, score, export."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
@@ -110,12 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend-arg", action="append", default=[], metavar="KEY=VALUE",
         help="constructor argument of the backend, repeatable (e.g. model_id=..., device=cpu)",
     )
-    p.add_argument("--limit", type=_positive, help="only the first N items (in import order)")
+    add_limit_arguments(p)
     p.add_argument("--modality", help="only items of this modality (sound, music, speech)")
     p.add_argument("--no-audio", action="store_true", help="ask without the audio (the same as --condition none)")
     p.add_argument("--condition", default="full", help="full, none, or one fragment n<N>_chunk<K> (default: full)")
-    p.add_argument("--batch-size", type=_positive, default=8, help="items per backend call (default: 8)")
-    p.add_argument("--max-new-tokens", type=_positive, default=64, help="answer length budget in tokens (default: 64)")
+    p.add_argument("--batch-size", type=positive, default=8, help="items per backend call (default: 8)")
+    p.add_argument("--max-new-tokens", type=positive, default=64, help="answer length budget in tokens (default: 64)")
     p.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (with --do-sample)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (with --do-sample)")
@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--backend", default=None, help=backend_help)
     p.add_argument("--backend-arg", action="append", default=[], metavar="KEY=VALUE", help="constructor argument of the backend, repeatable")
-    p.add_argument("--limit", type=int, help="only the first N items (in import order)")
+    add_limit_arguments(p)
     p.add_argument("--modality", help="only items of this modality (sound, music, speech)")
     p.add_argument("--batch-size", type=int, default=8, help="items per backend call (default: 8)")
     p.add_argument("--stored", action="store_true", help="report the runs already stored; ask no model")
@@ -193,13 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="export answers, labels, a submission file or the metrics table", description="Export data."
     ).add_subparsers(dest="kind", required=True, metavar="KIND")
     p = exports.add_parser("answers", parents=[common], help="answers of runs to CSV or JSONL", description="Export answers.")
-    p.add_argument("--dataset", help="every run of this dataset")
+    p.add_argument("--dataset", help="every run of this dataset (default: the only dataset with runs)")
     p.add_argument("--run", action="append", help="this run (id or unique prefix), repeatable")
     p.add_argument("--format", default="csv", choices=["csv", "jsonl"], help="default: csv")
     p.add_argument("--output", required=True, help="file to write")
     p.set_defaults(handler=_export_answers)
     p = exports.add_parser("labels", parents=[common], help="human labels to CSV or JSONL", description="Export labels.")
-    p.add_argument("--dataset", help="only labels of this dataset")
+    p.add_argument("--dataset", help="labels of this dataset (default: the only dataset with runs)")
     p.add_argument("--format", default="csv", choices=["csv", "jsonl"], help="default: csv")
     p.add_argument("--output", required=True, help="file to write")
     p.set_defaults(handler=_export_labels)
@@ -208,11 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="a run in MMAU's format (model_output key), for MMAU's own scorer",
         description="Write a run's replies in MMAU's format: each item's original record plus model_output and "
-        "the run's condition. Name the run with --run, or with --dataset (and --method / --condition when the "
-        "dataset has several runs).",
+        "the run's condition. Name the run with --run, or by its dataset (--dataset; by default the only dataset "
+        "with runs) and, when that has several runs, --method and --condition.",
     )
     p.add_argument("--run", help="run id or unique prefix")
-    p.add_argument("--dataset", help="the dataset's only run, or the one left by --method and --condition")
+    p.add_argument("--dataset", help="the dataset whose run to write (default: the only dataset with runs)")
     p.add_argument("--method", help="with --dataset: the run of this method")
     p.add_argument("--condition", help="with --dataset: the run of this condition (full, none, n<N>_chunk<K>)")
     p.add_argument("--output", required=True, help="JSON file to write")
@@ -225,23 +225,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "serve",
+        parents=[common],  # serve stores nothing; it takes --db like every command, so a script can pass it to all
         help="serve a backend over an OpenAI-compatible API (/v1/chat/completions, /v1/models)",
         description="Serve a lab backend (the cascade by default) to any OpenAI client, lmms-eval or the openai "
         "backend of another lab, batching concurrent requests into the backend's batched generate.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0 for every interface)")
-    p.add_argument("--port", type=_positive, default=8000, help="default: 8000")
+    p.add_argument("--port", type=positive, default=8000, help="default: 8000")
     p.add_argument("--api-key", help="require this key as 'Authorization: Bearer KEY' (default: none; or $RELIABILITY_SERVE_KEY)")
     p.add_argument("--backend", default=None, help=backend_help)
     p.add_argument("--backend-arg", action="append", default=[], metavar="KEY=VALUE", help="constructor argument of the backend, repeatable")
     p.add_argument("--model-name", default="", help="the model name clients ask for (default: the backend's model id)")
-    p.add_argument("--max-batch", type=_positive, default=16, help="most requests per backend call (default: 16)")
+    p.add_argument("--max-batch", type=positive, default=16, help="most requests per backend call (default: 16)")
     p.add_argument("--batch-wait-ms", type=float, default=20.0, help="how long a lone request waits for others (default: 20)")
-    p.add_argument("--max-n", type=_positive, default=32, help="most samples (n) one request may ask for (default: 32)")
-    p.add_argument("--max-tokens", type=_positive, default=2048, help="most max_tokens one request may ask for (default: 2048)")
+    p.add_argument("--max-n", type=positive, default=32, help="most samples (n) one request may ask for (default: 32)")
+    p.add_argument("--max-tokens", type=positive, default=2048, help="most max_tokens one request may ask for (default: 2048)")
     p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB; larger is refused with 413 (default: 32)")
     p.add_argument("--max-audio-seconds", type=float, default=600.0, help="longest clip, read from its header (default: 600)")
-    p.add_argument("--limit-concurrency", type=_positive, default=256, help="most connections at once; more get 503 (default: 256)")
+    p.add_argument("--limit-concurrency", type=positive, default=256, help="most connections at once; more get 503 (default: 256)")
     p.set_defaults(handler=_serve)
 
     add_lora_commands(commands, common)
@@ -261,7 +262,7 @@ def _metrics_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", default="baseline", help="the method others are compared with (default: baseline)")
     p.add_argument("--parser-only", action="store_true", help="ignore human verdicts; use the parser's outcomes")
     p.add_argument("--normalize", default="total", choices=["total", "group"], help="ΔCon/ΔHum denominator (default: total)")
-    p.add_argument("--n-boot", type=_positive, default=1000, help="bootstrap resamples (default: 1000)")
+    p.add_argument("--n-boot", type=positive, default=1000, help="bootstrap resamples (default: 1000)")
     p.add_argument("--level", type=float, default=0.95, help="interval level (default: 0.95)")
 
 
@@ -305,7 +306,7 @@ def _matching_version_command(db, args, exc) -> str:
     import shlex
 
     def command(*words: str | None) -> str:
-        return " ".join(shlex.quote(w) for w in ("python", "-m", "reliability", *(w for w in words if w is not None)))
+        return " ".join(shlex.quote(w) for w in ("reliability", *(w for w in words if w is not None)))
 
     db_flag = ("--db", args.db) if args.db else (None, None)
     options = [
@@ -317,17 +318,14 @@ def _matching_version_command(db, args, exc) -> str:
     predictions = command("import", "predictions", args.file, *db_flag, "--dataset", exc.bundled, "--model", args.model, *options)
     if exc.bundled in {d["name"] for d in db["datasets"].rows}:
         return predictions
-    return command("import", "dataset", _shown_path(exc.bundled_path), *db_flag) + " && " + predictions
-
-
-def _shown_path(path) -> str:
-    """A bundled file's path as the user can type it: relative to the working folder where it lies below it."""
-    relative = os.path.relpath(path)
-    return os.fspath(path) if relative.startswith("..") else relative
+    return command("import", "dataset", exc.bundled, *db_flag) + " && " + predictions  # a bundled file imports by its name
 
 
 def _serve(args) -> None:
-    from reliability.serve import ServeConfig, serve
+    try:
+        from reliability.serve import ServeConfig, serve
+    except ModuleNotFoundError as exc:
+        raise missing_package(exc, "serve", "serve") from exc
 
     key = args.api_key or os.environ.get("RELIABILITY_SERVE_KEY")
     config = ServeConfig(
@@ -338,13 +336,12 @@ def _serve(args) -> None:
 
 
 def _evaluate(args) -> None:
-    from annotations import store
     from reliability.evaluate import NONE, evaluate
     from reliability.training.adapters import ensure_loaded, lora_names
     from reliability.types import Decoding
 
     db = open_lab_db(args)
-    items = store.get_items(db, args.dataset, args.modality, args.limit)
+    items = items_from_args(db, args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     backend = backend_from_args(args)
     # lora:<name> finds its adapter in the user's folder or among the shipped ones, and refuses a mismatched one
@@ -357,14 +354,13 @@ def _evaluate(args) -> None:
         result = evaluate(db, backend, items, methods, decoding, args.batch_size, NONE if args.no_audio else args.condition, progress)
     finally:
         progress.close()
-    for item_id, reason in result.skipped:
-        print(f"skipped {item_id}: {reason}", file=sys.stderr)
+    if result.skipped:
+        print(f"warning: {skipped_line(result.skipped)}", file=sys.stderr)
     runs = ", ".join(f"{rid} ({m})" for rid, m in zip(result.run_ids, methods))
     print(f"answered {result.answered} new, {result.cached} cached, {len(result.skipped)} skipped; runs: {runs}")
 
 
 def _diagnose(args) -> None:
-    from annotations import store
     from reliability.conditions import all_conditions
     from reliability.diagnostics.runs import load_report, run_diagnostics
     from reliability.diagnostics.measures import format_report
@@ -375,7 +371,7 @@ def _diagnose(args) -> None:
         print(format_report(load_report(db, args.dataset, args.backend, methods=methods, human=not args.parser_only)))
         return
     conditions = all_conditions() if args.conditions == "all" else [c.strip() for c in args.conditions.split(",") if c.strip()]
-    items = store.get_items(db, args.dataset, args.modality, args.limit)
+    items = items_from_args(db, args)
     progress = TqdmProgress()
     try:
         diagnosis = run_diagnostics(
@@ -383,9 +379,12 @@ def _diagnose(args) -> None:
         )
     finally:
         progress.close()
+    by_line: dict[str, list[str]] = {}  # the same items skipped for the same reasons under many conditions: one line
     for condition, skipped in diagnosis.skipped.items():
-        for item_id, reason in skipped:
-            print(f"skipped {item_id} under {condition}: {reason}", file=sys.stderr)
+        if skipped:
+            by_line.setdefault(skipped_line(skipped), []).append(condition)
+    for line, conditions in by_line.items():
+        print(f"warning: under {len(conditions)} condition(s) ({', '.join(conditions)}): {line}", file=sys.stderr)
     print(f"answered {diagnosis.answered} new, {diagnosis.cached} cached")
     print(format_report(diagnosis.report))
 
@@ -429,7 +428,7 @@ def _metrics(args) -> None:
         for line in partial:
             print(line, file=sys.stderr)
     if args.output != "-":
-        print(f"wrote {len(rows)} rows to {args.output}")
+        print(f"wrote {len(rows)} rows to {os.path.abspath(args.output)}")
 
 
 def _agreement(args) -> None:
@@ -452,25 +451,24 @@ def _export_answers(args) -> None:
     db = open_lab_db(args)
     if args.run:
         run_ids = [store.get_run(db, r).id for r in args.run]
-    elif args.dataset:
-        run_ids = [r.id for r in store.list_runs(db, args.dataset)]
     else:
-        raise ReliabilityError("say which answers: --dataset NAME or --run ID")
-    print(f"wrote {export_answers(db, args.output, run_ids, args.format)} answers to {args.output}")
+        run_ids = [r.id for r in store.list_runs(db, _dataset_with_runs(db, args.dataset))]
+    print(f"wrote {export_answers(db, args.output, run_ids, args.format)} answers to {os.path.abspath(args.output)}")
 
 
 def _export_labels(args) -> None:
     from reliability.exports import export_labels
 
-    print(f"wrote {export_labels(open_lab_db(args), args.output, args.dataset, args.format)} labels to {args.output}")
+    db = open_lab_db(args)
+    print(f"wrote {export_labels(db, args.output, _dataset_with_runs(db, args.dataset), args.format)} labels to {os.path.abspath(args.output)}")
 
 
 def _export_submission(args) -> None:
     from reliability.exports import export_submission
 
     db = open_lab_db(args)
-    run_id = args.run or _only_run(db, args.dataset, args.method, args.condition)
-    print(f"wrote {export_submission(db, args.output, run_id)} records to {args.output}")
+    run_id = args.run or _only_run(db, _dataset_with_runs(db, args.dataset), args.method, args.condition)
+    print(f"wrote {export_submission(db, args.output, run_id)} records to {os.path.abspath(args.output)}")
 
 
 def _dataset_with_runs(db, dataset: str | None) -> str:
@@ -487,31 +485,24 @@ def _dataset_with_runs(db, dataset: str | None) -> str:
     raise ReliabilityError(f"several datasets have runs; add --dataset with one of: {', '.join(names)}")
 
 
-def _only_run(db, dataset: str | None, method: str | None, condition: str | None) -> str:
+def _only_run(db, dataset: str, method: str | None, condition: str | None) -> str:
     """The one run of a dataset left by the method and condition filters; otherwise an error naming what to add."""
     from annotations import store
 
-    if not dataset:
-        raise ReliabilityError("say which run: --run ID, or --dataset NAME (with --method / --condition if it has several)")
     runs = [r for r in store.list_runs(db, dataset, condition) if method in (None, r.method)]
     if len(runs) == 1:
         return runs[0].id
     if not runs:
         wanted = " and ".join(f"{k} {v!r}" for k, v in (("method", method), ("condition", condition)) if v)
         raise ReliabilityError(f"no run of dataset {dataset!r}" + (f" with {wanted}" if wanted else "") + "; see `runs`")
+    # ask only for the flags not given, and only those that tell these runs apart
+    apart = [flag for flag, given, values in (("--method", method, {r.method for r in runs}), ("--condition", condition, {r.condition for r in runs}))
+             if given is None and len(values) > 1]
     choices = ", ".join(f"{r.id[:8]} ({r.method}, {r.condition})" for r in runs[:6]) + (", ..." if len(runs) > 6 else "")
-    raise ReliabilityError(f"dataset {dataset!r} has {len(runs)} runs; add --method, --condition or --run: {choices}")
-
-
-def _positive(text: str) -> int:
-    """An argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return value
+    given = " and ".join(f"{k} {v!r}" for k, v in (("method", method), ("condition", condition)) if v)
+    raise ReliabilityError(
+        f"dataset {dataset!r} has {len(runs)} runs" + (f" with {given}" if given else "") + f"; add {' or '.join([*apart, '--run'])}: {choices}"
+    )
 
 
 def _number(value: float | None) -> str:

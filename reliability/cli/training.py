@@ -12,8 +12,8 @@ import os
 import sys
 from typing import Any
 
-from reliability.cli.common import TqdmProgress, backend_from_args, open_lab_db
-from reliability.errors import ReliabilityError
+from reliability.cli.common import TqdmProgress, add_limit_arguments, backend_from_args, items_from_args, open_lab_db
+from reliability.errors import NothingToAskError, ReliabilityError, skipped_line
 
 
 def add_lora_commands(commands, common: argparse.ArgumentParser) -> None:
@@ -42,7 +42,7 @@ def add_lora_commands(commands, common: argparse.ArgumentParser) -> None:
         "every K@N per modality. Samples are kept in a file and resumed after an interruption.",
     )
     p.add_argument("--dataset", required=True, help="an imported dataset")
-    p.add_argument("--limit", type=int, help="only the first N items (in import order)")
+    add_limit_arguments(p)
     p.add_argument("--modality", help="only items of this modality (sound, music, speech)")
     add_config_arguments(p, SamplingConfig, "sampling", SAMPLING_FLAGS)
     p.add_argument("--k", type=int, help="with --export: the K of K@N to export (default: N)")
@@ -58,14 +58,14 @@ def add_lora_commands(commands, common: argparse.ArgumentParser) -> None:
         "(docs/LORA.md).",
     )
     p.add_argument("--dataset", required=True, help="an imported dataset")
-    p.add_argument("--limit", type=int, help="only the first N items (in import order)")
+    add_limit_arguments(p)
     p.add_argument("--modality", help="train on items of this modality only (sound, music, speech)")
     p.add_argument("--k", type=int, default=5, help="K of K@N (default: 5)")
     add_config_arguments(p, SamplingConfig, "sampling", SAMPLING_FLAGS)
     add_config_arguments(p, TrainConfig, "train", {})
     p.set_defaults(handler=_train_lora)
 
-    p = commands.add_parser("adapters", parents=[adapters], help="list saved LoRA adapters (methods lora:<name>)", description="List saved adapters with their cards.")
+    p = commands.add_parser("adapters", parents=[common, adapters], help="list saved LoRA adapters (methods lora:<name>)", description="List saved adapters with their cards.")
     p.add_argument("--json", action="store_true", help="print the cards as JSON")
     p.set_defaults(handler=_adapters)
 
@@ -135,11 +135,10 @@ def config_from_args(cls, args: argparse.Namespace, tag: str):
 
 
 def _idk_dataset(args) -> None:
-    from annotations import store
     from reliability.training.idk_dataset import SamplingConfig, export_jsonl, format_ratios, idk_ratios, kn_dataset, sample_items, samples_path
 
     db = open_lab_db(args)
-    items = store.get_items(db, args.dataset, args.modality, args.limit)
+    items = items_from_args(db, args)
     sampling = config_from_args(SamplingConfig, args, "sampling")
     backend = _backend(args)
     path = samples_path(args.samples_dir, args.dataset, backend, sampling)
@@ -148,8 +147,10 @@ def _idk_dataset(args) -> None:
         result = sample_items(backend, items, sampling, path, progress)
     finally:
         progress.close()
-    for item_id, reason in result.skipped:
-        print(f"skipped {item_id}: {reason}", file=sys.stderr)
+    if not result.records:
+        raise NothingToAskError(result.skipped)
+    if result.skipped:
+        print(f"warning: {skipped_line(result.skipped)}", file=sys.stderr)
     print(f"{len(result.records)} items ({result.sampled} sampled now); samples in {path}")
     print(format_ratios(idk_ratios(result.records)))
     if args.export:
@@ -159,12 +160,11 @@ def _idk_dataset(args) -> None:
 
 
 def _train_lora(args) -> None:
-    from annotations import store
     from reliability.training.idk_dataset import SamplingConfig, kn_dataset, load_samples, sample_items, samples_path
     from reliability.training.lora import TrainConfig, train_lora
 
     db = open_lab_db(args)
-    items = store.get_items(db, args.dataset, args.modality, args.limit)
+    items = items_from_args(db, args)
     sampling = config_from_args(SamplingConfig, args, "sampling")
     config = config_from_args(TrainConfig, args, "train")
     backend = _backend(args)

@@ -14,6 +14,7 @@ from annotations import store
 from reliability.backends.base import Backend
 from reliability.conditions import all_conditions, parse_condition
 from reliability.diagnostics.measures import DiagnosticsReport, build_report
+from reliability.errors import NothingToAskError
 from reliability.evaluate import Progress, evaluate
 from reliability.methods import Method, get_method
 from reliability.types import Decoding, Item
@@ -50,7 +51,8 @@ def run_diagnostics(
     :param human: let human verdicts override the parser's outcomes, as everywhere in the lab
     :param normalize: ΔCon/ΔHum denominator of the gains, as in metrics.compare
     Items that cannot be asked under a condition (no audio for "full" or a fragment) are skipped
-    there and listed in `skipped`; the report uses whatever each condition answered.
+    there and listed in `skipped`; the report uses whatever each condition answered (a condition that answered
+    nothing stores no run). NothingToAskError when no condition can answer anything.
     """
     conditions = list(all_conditions() if conditions is None else conditions)
     for name in conditions:
@@ -63,15 +65,22 @@ def run_diagnostics(
     answered = cached = 0
     for i, condition in enumerate(conditions):
         offset = i * per_condition
-        result = evaluate(
-            db, backend, items, methods, decoding, batch_size, condition,
-            lambda done, total, message: report(offset + done, per_condition * len(conditions), f"{condition} · {message}"),
-        )
+        try:
+            result = evaluate(
+                db, backend, items, methods, decoding, batch_size, condition,
+                lambda done, total, message: report(offset + done, per_condition * len(conditions), f"{condition} · {message}"),
+            )
+        except NothingToAskError as exc:  # e.g. no audio for full and the fragments: the other conditions still count
+            skipped[condition] = exc.skipped
+            report(offset + per_condition, per_condition * len(conditions), f"{condition} · nothing to ask")
+            continue
         for method, run_id in zip(methods, result.run_ids):
             run_ids.setdefault(method.name, {})[condition] = run_id
         skipped[condition] = result.skipped
         answered += result.answered
         cached += result.cached
+    if not run_ids:
+        raise NothingToAskError([pair for pairs in skipped.values() for pair in pairs], f"nothing to ask under {', '.join(conditions)}")
     groups = {item.id: item.modality for item in items}
     return Diagnosis(_report(db, run_ids, set(groups), groups, human, normalize), run_ids, skipped, answered, cached)
 

@@ -17,7 +17,7 @@ class Settings:
     backend: str = DEFAULT_BACKEND  # the default backend's name
     backend_kwargs: dict[str, Any] = field(default_factory=dict)  # constructor arguments of the default backend
     adapters_dir: str | None = None  # folder of saved LoRA adapters (reliability.training.adapters), one sub-folder each
-    examples_path: str | None = None  # a JSON list of example items (demo/items.json), audio relative to it
+    examples_path: str | None = None  # a JSON list of example items (reliability/demo/items.json), audio relative to it
     max_seconds: float = 120.0  # longest clip accepted from an upload
     decoding: Decoding = Decoding()  # decoding of every Compare answer (greedy)
     n_boot: int = 1000  # bootstrap resamples of the dashboard's intervals

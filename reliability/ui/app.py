@@ -1,7 +1,7 @@
 """The reliability lab in the browser: the page (title, style, keyboard script, tab order), the wiring between its tabs, and main().
 
 Each tab is laid out and wired by its own build_*_tab(services) in reliability/ui/, the API by reliability/ui/api.py,
-over the services of reliability/services/. Run `python app.py --help` for the options.
+over the services of reliability/services/. Started by the `reliability-lab` command or `python app.py`; --help lists the options.
 """
 from __future__ import annotations
 
@@ -15,14 +15,19 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from reliability.errors import missing_package
+
 # the lab works offline: no usage analytics leave the machine unless the user asks for them
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import gradio as gr  # noqa: E402
+try:
+    import gradio as gr  # noqa: E402
+except ModuleNotFoundError as exc:  # the `reliability-lab` command installed without the app's extra
+    raise SystemExit(f"error: {missing_package(exc, 'the app', 'ui')}") from None
 
 from reliability.backends import BACKENDS, DEFAULT_BACKEND
 from reliability.options import key_value
-from reliability.paths import default_db
+from reliability.paths import default_db, demo_clips, demo_items, metrics_doc
 from reliability.services import Services, Settings
 from reliability.training.adapters import default_adapters_dir
 from reliability.ui.api import register_api
@@ -36,10 +41,6 @@ from reliability.ui.lesson_tab import build_lesson_tab
 from reliability.ui.method_list import keep_methods_fresh
 
 TITLE = "Audio-LLM reliability lab"
-REPO = os.path.dirname(os.path.abspath(__file__))
-DEMO_ITEMS = os.path.join(REPO, "demo", "items.json")
-DEMO_CLIPS = os.path.join(REPO, "demo", "clips")
-METRICS_DOC = os.path.join(REPO, "docs", "METRICS.md")  # served, so that the Dashboard can link the definitions
 MAX_FILE_SIZE = "50mb"  # larger uploads are refused by Gradio before they reach the lab
 NAME_KEY = "reliability-lab-annotator"  # localStorage key of the annotator's name
 # The name is not a secret; a fixed key lets the browser's saved name survive a server restart.
@@ -224,7 +225,7 @@ def build_demo(services: Services) -> gr.Blocks:
             with gr.Tab("Annotate", id="annotate", elem_id="lab-annotate") as annotate_tab:
                 label = build_label_tab(services, browser_keys)
             with gr.Tab("Dashboard", id="dashboard") as dashboard_tab:
-                dashboard = build_dashboard_tab(services, dashboard_tab, label.queue_filters, f"/gradio_api/file={METRICS_DOC}")
+                dashboard = build_dashboard_tab(services, dashboard_tab, label.queue_filters, *_served(metrics_doc()))
             with gr.Tab("Experiments", id="experiments") as experiments_tab:
                 build_experiments_tab(services, experiments_tab, compare.methods)
             with gr.Tab("Text prior", id="text-prior") as prior_tab:
@@ -293,6 +294,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _served(path) -> list[str]:
+    """The link the page serves a file under, none for a file that is not there."""
+    return [f"/gradio_api/file={path}"] if path else []
+
+
 def make_services(args: argparse.Namespace) -> Services:
     """The services the command line describes."""
     db = args.db or default_db()
@@ -305,7 +311,7 @@ def make_services(args: argparse.Namespace) -> Services:
         backend=args.backend,
         backend_kwargs=kwargs,
         adapters_dir=args.adapters_dir,
-        examples_path=DEMO_ITEMS if os.path.isfile(DEMO_ITEMS) else None,
+        examples_path=str(demo_items()) if demo_items().is_file() else None,
         max_seconds=args.max_seconds,
         extra_backends=tuple(args.allow_backend),
     ))
@@ -343,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         share=args.share,
         auth=[tuple(a.split(":", 1)) for a in args.auth] or None,
         # served files: the example clips and the exports folder; never the database or other uploads
-        allowed_paths=[DEMO_CLIPS, METRICS_DOC, services.pool.exports_dir],
+        allowed_paths=[str(demo_clips()), *map(str, filter(None, [metrics_doc()])), services.pool.exports_dir],
         max_file_size=MAX_FILE_SIZE,
         theme=gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
         css=CSS,

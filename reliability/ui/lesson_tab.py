@@ -24,7 +24,7 @@ class Step:
     """One step of the lesson: a prepared example (or the closing look at the Dashboard) and what to watch."""
 
     title: str
-    example: str | None  # the id of an example in demo/items.json; None: the Dashboard
+    example: str | None  # the id of an example in reliability/demo/items.json; None: the Dashboard
     watch: str  # one paragraph: what to look at, in the app's own words
 
 
@@ -104,7 +104,7 @@ def build_lesson_tab(services: Services, compare: CompareTab, tabs: gr.Tabs) -> 
     gr.Markdown(INTRO, elem_id="lab-lesson-intro")
     missing = ui.missing()
     if missing:
-        gr.Markdown(f"The lesson needs the repository's example clips (demo/items.json); missing here: {', '.join(missing)}.")
+        gr.Markdown(f"The lesson needs the repository's example clips (reliability/demo/items.json); missing here: {', '.join(missing)}.")
     form = [compare.audio, compare.question, compare.options, compare.answer, compare.modality, tabs]
     to_dashboard = None
     for i, step in enumerate(STEPS):

@@ -2,7 +2,7 @@
 
 It runs on a CPU with weights from installed packages only. Every method's messages reach the text
 model unchanged, with the evidence added to the last user turn, where a true audio LLM would have
-the audio. See demo/MODEL_CARD.md for what this is and how it differs from an audio LLM.
+the audio. See reliability/demo/MODEL_CARD.md for what this is and how it differs from an audio LLM.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Text evidence from a clip for the cascade: Whisper transcript, YAMNet sound tags, musicnn music tags, speech/music/other, loudness.
 
 Each extractor runs once per audio content hash; every method asking about the same clip reuses it.
-Weights come only from installed packages (see demo/MODEL_CARD.md); nothing is downloaded.
+Weights come only from installed packages (see reliability/demo/MODEL_CARD.md); nothing is downloaded.
 """
 from __future__ import annotations
 

@@ -13,8 +13,9 @@ import numpy as np
 from reliability.audio import SAMPLE_RATE
 from reliability.backends.cascade.text_model import require
 from reliability.errors import AudioError, BackendError
+from reliability.paths import package_file
 
-MODEL_PATH = Path(__file__).with_name("musicnn_mtt.onnx")
+MODEL_PATH = package_file("backends", "cascade", "musicnn_mtt.onnx")
 INPUT_NAME, OUTPUT_NAME = "model/x:0", "model/tags:0"
 
 # musicnn's configuration.py: the front end it was trained on, and MTT_LABELS in the model's output order

