@@ -13,8 +13,8 @@ from reliability.services.compare import LAB_DATASET
 from reliability.services.modality import AUTO
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SPEECH = os.path.join(REPO, "demo", "clips", "speech.flac")
-MELODY = os.path.join(REPO, "demo", "clips", "melody.flac")
+SPEECH = os.path.join(REPO, "reliability", "demo", "clips", "speech.flac")
+MELODY = os.path.join(REPO, "reliability", "demo", "clips", "melody.flac")
 OPTIONS = ["at nine", "at ten"]
 
 
