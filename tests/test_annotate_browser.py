@@ -13,7 +13,7 @@ from reliability.audio import SAMPLE_RATE
 from reliability.services import Services, Settings
 from reliability.services.labelling import HUMAN_MODE, VERDICT_MODE
 from reliability.types import Answer, Decoding, Item, Judgement, Outcome
-from test_app_browser import TIMEOUT_MS, VIEWPORT, browser  # noqa: F401 (the fixture)
+from test_app_browser import TIMEOUT_MS, VIEWPORT, browser, settle  # noqa: F401 (the fixture)
 from test_app_api import running_app
 
 pytestmark = pytest.mark.browser
@@ -50,6 +50,7 @@ def open_annotate(browser, url: str, name: str, mode: str):
     page = browser.new_context(viewport=VIEWPORT).new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)
+    settle(page)
     page.get_by_role("tab", name="Annotate").click()
     page.locator("#lab-annotator input, #lab-annotator textarea").first.fill(name)
     if mode == HUMAN_MODE:

@@ -312,8 +312,9 @@ def test_with_a_login_the_name_field_is_the_user(services):
     class SignedIn:
         username = "ben"
 
-    assert LabelHandlers(services).whoami("ana", SignedIn())["value"] == "ben"
-    assert LabelHandlers(services).whoami("ana", None)["value"] == "ana"
+    assert LabelHandlers(services).whoami("ana", "", SignedIn())["value"] == "ben"
+    assert LabelHandlers(services).whoami("ana", "", None)["value"] == "ana"
+    assert "value" not in LabelHandlers(services).whoami("ana", "zoe", None), "a name typed while the page loaded stays"
 
 
 def test_the_dashboard_handlers_refresh_skip_and_export(services, tone_wav):

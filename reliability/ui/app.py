@@ -245,7 +245,7 @@ def build_demo(services: Services) -> gr.Blocks:
 
         keep_methods_fresh(services, compare.methods, demo, compare_tab)
         demo.load(functools.partial(health, services), None, banner, **PRIVATE)
-        demo.load(label.ui.whoami, saved_name, label.annotator, **PRIVATE)
+        demo.load(label.ui.whoami, [saved_name, label.annotator], label.annotator, **PRIVATE)
         demo.load(**dashboard.update_filters).then(**dashboard.refresh)
     return demo
 

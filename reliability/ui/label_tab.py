@@ -50,12 +50,13 @@ class LabelHandlers:
     def __init__(self, services: Services):
         self.services = services
 
-    def whoami(self, stored: str | None, request: gr.Request) -> Any:
-        """On page load: the name field, locked to the login when the app has auth, else the name this browser kept."""
+    def whoami(self, stored: str | None, typed: str | None, request: gr.Request) -> Any:
+        """On page load: the name field, locked to the login when the app has auth, else the name this browser kept,
+        unless a name was typed before the page finished loading (a slow load must not erase it)."""
         username = getattr(request, "username", None)
         if username:
             return gr.update(value=username, interactive=False, info="signed in")
-        return gr.update(value=stored or "")
+        return gr.update() if (typed or "").strip() else gr.update(value=stored or "")
 
     @user_errors
     def load_queue(
