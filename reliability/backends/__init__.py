@@ -18,11 +18,13 @@ BACKENDS: dict[str, str] = {
 # what the app says under its backend menu: who answers, and what that model cannot do
 BACKEND_NOTES: dict[str, str] = {
     "cascade": (
-        "**Not an audio LLM.** Whisper base (transcript), YAMNet (sound tags) and loudness are written down as text "
-        "evidence, and Qwen2.5-Coder-1.5B picks among the options or says \"I don't know\" when the evidence does not "
-        "clearly lift one option over the others. It hears only what they write: no pitch, emotion, speaker or order of "
-        "events. On 88 questions about real recordings (docs/DEV_SET.md) the baseline answered 74 % of the answerable "
-        "ones correctly; IDK prompting kept 47 of its 53 right answers and abstained on all 16 unanswerable ones. "
+        "**Not an audio LLM.** Whisper base (transcript), YAMNet (sound tags), musicnn (music tags) and loudness are "
+        "written down as text evidence, and Qwen2.5-Coder-1.5B picks among the options or says \"I don't know\" when the "
+        "evidence does not clearly lift one option over the others, or when the options are names, colours or numbers "
+        "nobody says in the clip. MCoT reasons over the evidence before it picks. It hears only what the listeners write: "
+        "no pitch, emotion, speaker or order of events. On 121 questions about real recordings (docs/DEV_SET.md) the "
+        "baseline answered 70 % of the answerable ones correctly; IDK prompting kept 53 of its 62 right answers and "
+        "abstained on all 33 unanswerable ones. "
         "Limits: reliability/demo/MODEL_CARD.md."
     ),
     "qwen2-audio": "Qwen2-Audio through transformers: the model hears the clip itself (the first 30 s).",
