@@ -9,11 +9,14 @@ imports torch, so the CLI and the app can list adapters cheaply.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,3 +182,22 @@ def weights_version(folder: str | os.PathLike) -> str | None:
 def lora_names(methods: Iterable[str]) -> list[str]:
     """The adapter names of the "lora:<name>" entries in a list of method names."""
     return [m[len(LORA_PREFIX) :] for m in methods if m.startswith(LORA_PREFIX) and len(m) > len(LORA_PREFIX)]
+
+
+@contextlib.contextmanager
+def staged_folder(folder: Path, card: dict[str, Any]) -> Iterator[Path]:
+    """A new folder to fill, moved in whole as `folder` (with `card` written into it) when the block ends without error.
+
+    It is built beside the target: the app may list adapters while an adapter is being written.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        yield staging
+        (staging / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

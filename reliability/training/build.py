@@ -13,7 +13,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from reliability.backends.base import Backend
 from reliability.datasets import import_dataset
 from reliability.errors import ReliabilityError
 from reliability.training import experiments
-from reliability.training.adapters import CARD_FILE, SHIPPED_DIR, WEIGHTS_FILE, check_name, get_adapter
+from reliability.training.adapters import CARD_FILE, SHIPPED_DIR, WEIGHTS_FILE, check_name, get_adapter, staged_folder
 from reliability.training.config import TrainConfig
 from reliability.training.idk_dataset import SamplingConfig, format_ratios
 
@@ -143,20 +142,10 @@ def best_alpha(rows: list[dict[str, Any]]) -> tuple[float, str]:
 
 def ship(source: Path, root: Path, name: str, card: dict[str, Any], max_mb: float) -> Path:
     """Copy an adapter folder to `root/name` with `card`, atomically; weights over `max_mb` are stored in bfloat16."""
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
-    try:
+    with staged_folder(root / name, card) as staging:
         shutil.copy2(source / "adapter_config.json", staging / "adapter_config.json")
         card["weights_dtype"] = _copy_weights(source / WEIGHTS_FILE, staging / WEIGHTS_FILE, max_mb)
-        (staging / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        target = root / name
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
+    return root / name
 
 
 def _copy_weights(source: Path, target: Path, max_mb: float) -> str:

@@ -18,8 +18,6 @@ import json
 import math
 import os
 import re
-import shutil
-import tempfile
 import threading
 import time
 import warnings
@@ -32,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from reliability import prompts
-from reliability.training.adapters import CARD_FILE, check_name, default_adapters_dir, loaded_adapters
+from reliability.training.adapters import check_name, default_adapters_dir, loaded_adapters, staged_folder
 from reliability.audio import for_model, load_audio
 from reliability.backends import trainable_backends
 from reliability.backends.base import Backend
@@ -360,19 +358,9 @@ def save_adapter(module, name: str, folder: Path, card: dict[str, Any], base_mod
     config = copy.deepcopy(module.peft_config[name])
     config.base_model_name_or_path = base_model
     config.inference_mode = True
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    # build beside the target and move it in whole: the app may list adapters while this runs
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
-    try:
+    with staged_folder(folder, card) as staging:
         save_file(state, str(staging / "adapter_model.safetensors"), metadata={"format": "pt"})
         config.save_pretrained(str(staging))
-        (staging / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def dataset_summary(examples: Sequence[TrainingExample]) -> dict[str, Any]:
