@@ -363,22 +363,18 @@ class CascadeBackend(Backend):
         Returns the replies (reasoning, then "Answer: <choice>"), the first sample's scores of
         [*choices, "I don't know"] and what the evidence added to each (None where nothing is weighed).
         """
-        thoughts = [REASONING_START + _before_answer(r) for r in reasonings]
-        candidates = [f" {c}" for c in _replies(request, True)]
-        prompts = [f"{prepared.prompt}{t[len(REASONING_START):]}\n{ANSWER_LINE}" for t in thoughts]
-        scored = self._closed_set_scores([candidates] * len(prompts), prompts, [() for _ in prompts])
-        gains = None
-        if prepared.content_free:
-            prior = self._closed_set_scores([candidates], [prepared.content_free], [()])[0]
-            gains = [s - q for s, q in zip(scored[0], prior)]
-        offered = _offers_idk(request)
+        thoughts = [_before_answer(r) for r in reasonings]  # each continues the prompt's REASONING_START
+        choices = _replies(request, True)
+        candidates = [f" {c}" for c in choices]
+        scored = self._closed_set_scores([candidates] * len(thoughts), [f"{prepared.prompt}{t}\n{ANSWER_LINE}" for t in thoughts], [()] * len(thoughts))
+        prior = self._closed_set_scores([candidates], [prepared.content_free], [()])[0] if prepared.content_free else None
+        gains = [[s - q for s, q in zip(row, prior)] if prior else None for row in scored]
+        one = dataclasses.replace(decoding, num_samples=1)
         replies = []
-        for k, (thought, row) in enumerate(zip(thoughts, scored)):
-            weighed = [s - q for s, q in zip(row, prior)] if gains is not None else None
-            scored[k] = _with_abstention(row, offered, self.abstain_margin, weighed, prepared.unattested)
-            one = dataclasses.replace(decoding, num_samples=1)
-            replies.append(f"{thought.rstrip()}\n{ANSWER_LINE} {_pick(_replies(request, True), scored[k], one, rng)[0]}")
-        return replies, scored[0], gains
+        for k, thought in enumerate(thoughts):
+            scored[k] = _with_abstention(scored[k], _offers_idk(request), self.abstain_margin, gains[k], prepared.unattested)
+            replies.append(f"{REASONING_START}{thought}\n{ANSWER_LINE} {_pick(choices, scored[k], one, rng)[0]}")
+        return replies, scored[0], gains[0]
 
     def _free_generate(self, ids, mask, cache, rows: list[int], decoding: Decoding, stop: str | None = None) -> list[str]:
         """Ordinary generation for some rows of the batch, continuing from their prefill; n texts per row.
