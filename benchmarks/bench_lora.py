@@ -79,7 +79,7 @@ def bench_sampling(backend: CascadeBackend, n: int, count: int) -> None:
         print(f"  ratio: {ind / s:.2f}×   (target ≥ 2×)")
 
 
-def bench_training(backend: CascadeBackend, count: int, full: int, threads: int) -> None:
+def bench_training(backend: CascadeBackend, count: int, full: int, threads: int, layers: int) -> None:
     from reliability.training.lora import TrainConfig, request_for, train_lora
 
     examples = mmau_examples(count)
@@ -89,10 +89,11 @@ def bench_training(backend: CascadeBackend, count: int, full: int, threads: int)
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         cpu = time.process_time()
-        result = train_lora(backend, examples, TrainConfig(name="bench"), out)
+        result = train_lora(backend, examples, TrainConfig(name="bench", layers=layers), out)
         seconds = time.perf_counter() - start
         cpu = time.process_time() - cpu
-    print(f"LoRA SFT, 1 epoch over {count} examples (prompt ~{sum(lengths) / len(lengths):.0f} tokens), {threads} threads:")
+    where = f"top {layers} layers" if layers else "every layer"
+    print(f"LoRA SFT on {where}, 1 epoch over {count} examples (prompt ~{sum(lengths) / len(lengths):.0f} tokens), {threads} threads:")
     print(f"  {seconds:.0f} s wall ({seconds / count:.2f} s per example), {cpu:.0f} s CPU; loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}")
     if count < full:
         print(f"  extrapolated to {full} examples: {seconds / count * full / 60:.1f} min   (target ≤ 15 min)   [a part was run: --examples {count}]")
@@ -106,6 +107,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5, help="samples per item (default: 5)")
     parser.add_argument("--examples", type=int, default=200, help="training examples to time (default: 200)")
     parser.add_argument("--items", type=int, default=60, help="MMAU items to sample without audio (default: 60)")
+    parser.add_argument("--layers", type=int, default=0, help="LoRA on the top N layers only (default: 0, every layer)")
     parser.add_argument("--model", default=DEFAULT_TEXT_MODEL, help=f"the cascade's text model (default: {DEFAULT_TEXT_MODEL})")
     parser.add_argument("--skip-sampling", action="store_true")
     parser.add_argument("--skip-training", action="store_true")
@@ -116,7 +118,7 @@ def main() -> None:
     if not args.skip_sampling:
         bench_sampling(backend, args.n, args.items)
     if not args.skip_training:
-        bench_training(backend, args.examples, 200, args.threads)
+        bench_training(backend, args.examples, 200, args.threads, args.layers)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

@@ -187,6 +187,30 @@ def test_bf16_autocast_trains_too(cascade, clip_path, tmp_path):
     assert result.card["hyperparameters"]["precision"] == "bf16"
 
 
+def test_top_layers_wrap_only_those_layers_and_train_from_the_kept_frozen_part(cascade, clip_path, tmp_path):
+    from safetensors.torch import load_file
+
+    from reliability.training.lora import FrozenLayers, ReplyLoss, collate
+
+    row = training_row(cascade, request_for(examples(clip_path, n=1)[0]), prompts.IDK_REPLY)
+    batch = collate([row], cascade.tokenizer.pad_token_id)
+    model = cascade.training_model()
+    FrozenLayers.kept.clear()
+    with torch.no_grad():
+        full = ReplyLoss(model)(**batch)
+        top = ReplyLoss(model, 1)(**batch)
+        again = ReplyLoss(model, 1)(**batch)
+    assert float(top) == pytest.approx(float(full), abs=1e-5)  # the same loss, the lower layer run once
+    assert float(again) == float(top) and len(FrozenLayers.kept) == 1
+    batch2 = examples(clip_path, prompts.IDK_REPLY, n=1) * 2
+    result = train_lora(cascade, batch2, TrainConfig(name="top", layers=1, **FAST), tmp_path)
+    assert result.losses[1] < result.losses[0], result.losses
+    keys = load_file(str(tmp_path / "top" / "adapter_model.safetensors"))
+    assert keys and all(".layers.1." in k for k in keys), sorted(keys)  # the tiny model's top layer of two only
+    with pytest.raises(BackendError, match="has 2 layers"):
+        cascade.lora_targets(3)
+
+
 def test_only_lora_parameters_change_and_the_base_comes_back(backend, clip_path, tmp_path):
     before = base_state(backend)
     model = backend.training_model()

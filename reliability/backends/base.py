@@ -76,9 +76,9 @@ class Backend(abc.ABC):
         """The training model's tokenizer: the trainer tokenises target replies with it and pads with its pad token."""
         raise _cannot_train(self.name)
 
-    def lora_targets(self) -> str:
-        """PEFT target_modules regex of the modules LoRA wraps: by default the language model's projections."""
-        return lm_target_modules_regex(self.training_model(), self.name)
+    def lora_targets(self, top: int = 0) -> str:
+        """PEFT target_modules regex of the modules LoRA wraps: the language model's projections, in its top `top` layers (0: all)."""
+        return lm_target_modules_regex(self.training_model(), self.name, top)
 
     def training_prompt(self, request: Request) -> dict:
         """The prompt exactly as inference encodes it, on the CPU: "input_ids" (P,), plus any audio inputs the model takes."""
@@ -107,19 +107,26 @@ def with_clip_part(request: Request, backend: str, part: dict) -> list[dict]:
     return turns
 
 
-LM_PROJECTIONS = r"\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
+LM_PROJECTIONS = r"\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
 
 
-def lm_target_modules_regex(model, backend: str) -> str:
+def lm_target_modules_regex(model, backend: str, top: int = 0) -> str:
     """A PEFT `target_modules` regex for the language model's attention and MLP projections only.
 
     An audio encoder also has `self_attn.q_proj`-style names, so a plain name list would wrap it
     too. The language model is found as the module path whose layers carry `mlp.gate_proj` (the
     Whisper-style encoder has fc1/fc2 instead), which holds whatever transformers calls the path.
+    With `top` > 0 only the last `top` layers are wrapped: the frozen layers below then need no
+    backward pass, which is most of a training step's cost on a CPU.
     """
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    found = (re.fullmatch(r"(.+)\.layers\.\d+\.mlp\.gate_proj", name) for name, _ in inner.named_modules())
-    prefixes = {m.group(1) for m in found if m}
+    found = [re.fullmatch(r"(.+)\.layers\.(\d+)\.mlp\.gate_proj", name) for name, _ in inner.named_modules()]
+    found = [m for m in found if m]
+    prefixes = {m.group(1) for m in found}
     if len(prefixes) != 1:
         raise BackendError(f"{backend}: expected one language model with mlp.gate_proj layers, found {sorted(prefixes)}")
-    return re.escape(prefixes.pop()) + LM_PROJECTIONS
+    count = max(int(m.group(2)) for m in found) + 1
+    if top < 0 or top > count:
+        raise BackendError(f"{backend}: the language model has {count} layers; cannot train the top {top}")
+    layers = r"\d+" if top in (0, count) else "(" + "|".join(str(i) for i in range(count - top, count)) + ")"
+    return re.escape(prefixes.pop()) + r"\.layers\." + layers + LM_PROJECTIONS

@@ -13,6 +13,7 @@ class TrainConfig:
     name: str = field(default="", metadata={"help": "adapter name: its folder and the method lora:<name> (default: from the dataset, K@N and alpha)"})
     rank: int = field(default=8, metadata={"help": "LoRA rank r"})
     alpha: float = field(default=16.0, metadata={"help": "LoRA alpha; the update is scaled by alpha / rank"})
+    layers: int = field(default=0, metadata={"help": "LoRA on the language model's top N layers only (0: every layer); the frozen layers below need no backward pass"})
     dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA branch's input"})
     learning_rate: float = field(default=2e-4, metadata={"help": "AdamW learning rate (constant)"})
     epochs: int = field(default=1, metadata={"help": "passes over the dataset (the paper trains 1 epoch)"})
@@ -30,6 +31,8 @@ class TrainConfig:
         for name in ("rank", "epochs", "batch_size", "grad_accum", "max_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.layers < 0:
+            raise ValueError(f"layers must be 0 (all) or more, got {self.layers}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.alpha <= 0 or self.learning_rate <= 0:
