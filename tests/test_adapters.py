@@ -34,7 +34,7 @@ def trained(tmp_path_factory):
 
     sf.write(clips / "tone.wav", tone(), SAMPLE_RATE)
     folder = tmp_path_factory.mktemp("trained")
-    config = TrainConfig(name="default", rank=4, alpha=32, epochs=4, **FAST)
+    config = TrainConfig(name="default", rank=4, alpha=32, epochs=12, **FAST)
     train_lora(backend, examples(str(clips / "tone.wav"), prompts.IDK_REPLY, n=2), config, folder)
     return folder / "default"
 
@@ -159,3 +159,4 @@ def test_the_app_offers_and_ticks_a_compatible_shipped_adapter_only(shipped, tmp
     assert "default" in services.pool.get_backend().adapters(), "the app's start loads the shipped adapter with the model"
     rewrite_card(shipped, prompt_version="cascade-0")
     assert services.pool.method_names() == method_names(), "an adapter the backend would refuse is not offered"
+

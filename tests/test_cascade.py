@@ -89,6 +89,18 @@ def test_choices_the_transcript_never_states_are_supported_by_no_lift():
     assert cascade._with_abstention([-3.0, -6.0, -1.0], False, 1.0, None, unattested=True) == [-3.0, -6.0, -1.0]  # not offered
 
 
+def test_idk_wins_only_when_more_probable_than_every_choice_together():
+    # an adapter's reply: the bare choice text is likely, its letter is not (-9 nats); "I don't know" less likely than "a rose"
+    plain, lettered = [-0.4, -3.0, -5.0], [-9.4, -12.0, -14.0]
+    scores = cascade._idk_against_answering([*plain, -1.5], [*lettered, -1.5], 3)
+    assert max(range(4), key=scores.__getitem__) == 0, scores  # compared with the lettered scores it won: -1.5 > -9.4
+    sure = cascade._idk_against_answering([*plain, -0.05], [*lettered, -0.05], 3)
+    assert max(range(4), key=sure.__getitem__) == 3, sure  # more probable than all three choices together
+    assert cascade._idk_against_answering(plain, lettered, 3) == lettered  # no "I don't know" among the replies
+    # the base model: IDK far below the choices stays below them, whatever the letters
+    assert cascade._idk_against_answering([-2.0, -4.0, -20.0], [-3.0, -5.0, -20.0], 2)[2] < -20.0
+
+
 def test_reasoning_stops_before_the_answer_line():
     assert cascade._before_answer(" I hear a bell.\n2. It rings.\nAnswer: a bell") == " I hear a bell.\n2. It rings."
     assert cascade._before_answer(" cut off mid") == " cut off mid"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import math
 import re
 import threading
 import time
@@ -309,7 +310,11 @@ class CascadeBackend(Backend):
         if not prompts:
             return []
         tokens, first = self._score_replies(replies, *(encoded or self._encode(prompts)))
-        return [self._with_letters([sum(t) for t in row], f, c, p) for row, f, c, p in zip(tokens, first, choices, prompts)]
+        scored = []
+        for row, f, c, p in zip(tokens, first, choices, prompts):
+            plain = [sum(t) for t in row]
+            scored.append(_idk_against_answering(plain, self._with_letters(plain, f, c, p), len(c)))
+        return scored
 
     def _with_letters(self, scores: list[float], first, choices: tuple[str, ...], prompt: str) -> list[float]:
         """Each choice's score plus the log-probability of its "(X) choice" line's first token, where the prompt lists them so."""
@@ -534,6 +539,25 @@ def _replies(request: Request, guided: bool) -> list[str]:
     the choices' (about -20 against -4 to -15 nats on the dev set).
     """
     return [*request.choices, IDK_REPLY] if guided else list(request.choices)
+
+
+def _idk_against_answering(plain: list[float], scored: list[float], count: int) -> list[float]:
+    """The scores with each reply after the `count` choices ("I don't know") set against answering at all.
+
+    Such a reply scores the best choice's score plus its log-odds against the choices together (their
+    plain summed log-probabilities), so it wins exactly when it is more probable than every choice
+    together. Compared directly, it would meet choices that carry their letter's log-probability
+    (_with_letters), which it has no counterpart of: a LoRA adapter trained to reply with a choice's
+    bare text gives the letters almost no mass, and "I don't know" then won every dev-set question.
+    For the base model this only lowers its score (the sum of the choices' probabilities is at least
+    the best one's, and a letter's log-probability is at most 0).
+    """
+    if count == 0 or len(scored) <= count:
+        return scored
+    top = max(plain[:count])
+    answering = top + math.log(sum(math.exp(x - top) for x in plain[:count]))
+    best = max(scored[:count])
+    return [*scored[:count], *(best + x - answering for x in plain[count:])]
 
 
 def _with_abstention(
