@@ -21,7 +21,7 @@ from reliability.audio import load_audio  # noqa: E402
 from reliability.backends.cascade import CascadeBackend  # noqa: E402
 from reliability.backends.cascade.text_model import DEFAULT_TEXT_MODEL, ensure_converted, text_model_spec  # noqa: E402
 from reliability.methods import LORA_PREFIX, ask, get_method, method_names  # noqa: E402
-from reliability.training.adapters import compatible_adapters, ensure_loaded  # noqa: E402
+from reliability.training.adapters import load_shipped  # noqa: E402
 from reliability.types import Decoding, Request  # noqa: E402
 
 from common import demo_items, timed  # noqa: E402
@@ -30,8 +30,8 @@ COLD_START = """
 import time; start = time.perf_counter()
 from reliability.backends.cascade import CascadeBackend
 backend = CascadeBackend(model_id={model!r}, threads={threads}).load()
-from reliability.training.adapters import compatible_adapters, ensure_loaded
-ensure_loaded(backend, [a.name for a in compatible_adapters(backend, user=False)], user=False)
+from reliability.training.adapters import load_shipped
+load_shipped(backend, user=False)
 print(time.perf_counter() - start)
 """
 PROMPTS = [
@@ -56,7 +56,7 @@ def main() -> None:
     print(f"cold start to a ready model and its shipped adapters (new process, imports included): {float(out.stdout.split()[-1]):.1f} s  [target <= 30 s]")
 
     backend = CascadeBackend(model_id=args.model, threads=args.threads).load()
-    shipped = ensure_loaded(backend, [a.name for a in compatible_adapters(backend, user=False)], user=False)
+    shipped = load_shipped(backend, user=False)
     item = next(i for i in demo_items() if i.id == "demo-speech-time")  # a 9.9 s spoken clip with 4 options
     clip = load_audio(item.audio_path)
     print(f"clip: {Path(item.audio_path).name}, {clip.duration_s:.1f} s, {len(item.choices)} options")

@@ -159,4 +159,3 @@ def test_the_app_offers_and_ticks_a_compatible_shipped_adapter_only(shipped, tmp
     assert "default" in services.pool.get_backend().adapters(), "the app's start loads the shipped adapter with the model"
     rewrite_card(shipped, prompt_version="cascade-0")
     assert services.pool.method_names() == method_names(), "an adapter the backend would refuse is not offered"
-

@@ -20,7 +20,7 @@ from reliability.backends.base import Backend
 from reliability.errors import BackendError, ReliabilityError, StoreError, translating
 from reliability.methods import method_names
 from reliability.services.settings import Settings
-from reliability.training.adapters import AdapterInfo, compatible_adapters, ensure_loaded, list_adapters
+from reliability.training.adapters import AdapterInfo, compatible_adapters, list_adapters, load_shipped
 
 
 def store_errors(fn: Callable) -> Callable:
@@ -161,10 +161,8 @@ class Pool:
         load = getattr(backend, "load", None)
         if callable(load):
             load()
-        shipped = [a.name for a in self.adapters(name) if a.shipped]
-        if shipped:
-            with self.model_lock(name):
-                ensure_loaded(backend, shipped, self.settings.adapters_dir, user=bool(self.settings.adapters_dir))
+        with self.model_lock(name):
+            load_shipped(backend, self.settings.adapters_dir, user=bool(self.settings.adapters_dir))
         self.mark_warm(name)
 
     def saved_adapters(self) -> list[AdapterInfo]:

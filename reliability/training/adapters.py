@@ -167,6 +167,11 @@ def ensure_loaded(
     return loaded
 
 
+def load_shipped(backend: Backend, adapters_dir: str | os.PathLike | None = None, user: bool = True) -> list[str]:
+    """Load the shipped adapters this backend can run (a user's adapter of the same name shadows one); returns the names loaded now."""
+    return ensure_loaded(backend, [a.name for a in compatible_adapters(backend, adapters_dir, user) if a.shipped], adapters_dir, user)
+
+
 def weights_version(folder: str | os.PathLike) -> str | None:
     """12 hex digits of the SHA-256 of an adapter's weights file (tens of MB: well under a second); None without one."""
     path = Path(folder) / WEIGHTS_FILE

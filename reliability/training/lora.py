@@ -124,8 +124,8 @@ class FrozenLayers:
     LoRA on the top `top` layers leaves the layers below frozen and without LoRA, so their output for a
     batch never changes: it is computed once, without a graph, and kept (in memory, for this process), so
     the sweep's adapters and the per-modality ones, trained on the same rows, skip those layers. On the
-    1.5B default with the top 4 of 28 layers trained, a step then costs about a seventh of a full
-    forward and backward pass.
+    1.5B default with the top 4 of 28 layers trained, an example then cost 2.4-2.8 s on 2 CPU cores,
+    against 4.5 s while its frozen part was computed and 9.7 s with every layer trained.
     """
 
     kept: dict[tuple, torch.Tensor] = {}  # (model, first trained layer, batch digest) -> its hidden states
