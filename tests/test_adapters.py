@@ -3,6 +3,7 @@ trained on another base model or prompt version is refused with one line. On the
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import pytest
@@ -17,7 +18,7 @@ from reliability.errors import BackendError  # noqa: E402
 from reliability.training import adapters  # noqa: E402
 from reliability.training.adapters import check_compatible, ensure_loaded, get_adapter, list_adapters  # noqa: E402
 from reliability.training.lora import TrainConfig, train_lora  # noqa: E402
-from reliability.types import Item  # noqa: E402
+from reliability.types import Item, Request  # noqa: E402
 
 from tests.test_train_lora import FAST, examples, tiny_cascade  # noqa: E402
 
@@ -69,6 +70,26 @@ def test_a_shipped_adapter_is_found_without_flags(shipped):
     backend = tiny_cascade()
     assert ensure_loaded(backend, ["default"]) == ["default"]
     assert "default" in backend.adapters()
+
+
+def test_a_second_adapter_loads_without_a_false_alarm_and_a_truncated_one_is_refused(trained, tmp_path, caplog):
+    from safetensors.torch import load_file, save_file
+
+    backend = tiny_cascade()
+    question = Request([{"role": "user", "content": "Which animal is it?"}], choices=("a dog", "a cat"))
+    base = backend.generate([question])[0].option_logprobs
+    with caplog.at_level(logging.WARNING):
+        backend.load_adapter(str(trained), "first")
+        backend.load_adapter(str(trained), "second")
+    assert "MISSING" not in caplog.text, "the other adapter's weights are not this one's missing weights"
+    cut = tmp_path / "cut"
+    shutil.copytree(trained, cut)
+    weights = load_file(str(cut / adapters.WEIGHTS_FILE))
+    save_file(dict(list(weights.items())[1:]), str(cut / adapters.WEIGHTS_FILE), metadata={"format": "pt"})
+    with pytest.raises(BackendError, match=r"adapter 'cut' in .* lacks 1 of its weights"):
+        backend.load_adapter(str(cut), "cut")
+    assert backend.adapters() == ["first", "second"], "the incomplete adapter is not left attached"
+    assert backend.generate([question])[0].option_logprobs == pytest.approx(base), "and no adapter is switched on by it"
 
 
 def test_a_users_adapter_of_the_same_name_wins(shipped, tmp_path):

@@ -13,6 +13,7 @@ import math
 import re
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 
 from reliability.backends.base import Backend
@@ -82,6 +83,26 @@ class _Prepared:
     content_free: str | None  # the prompt without what the listeners heard, where the abstention rule weighs the evidence
     reasons: bool = False  # reasoning is generated first, then the answer is chosen after it (see REASONING_START)
     unattested: bool = False  # the choices are literal values the transcript never states (grounding.unattested)
+
+
+def _load_adapter_quietly(model, path: str, name: str) -> list[str]:
+    """transformers' load_adapter without its noise; returns the names of this adapter's weights the file lacks.
+
+    Its load report counts every other loaded adapter's weights as missing from this one (a false alarm
+    on each adapter after the first), and PEFT warns that adapters coexist, which is intended here."""
+    report = logging.getLogger("transformers.integrations.peft")
+    level = report.level
+    report.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"(Already found a `peft_config`|Adapter .* was active which is now deleted)")
+            loaded = model.load_adapter(path, adapter_name=name)
+            missing = sorted(k for k in loaded.missing_keys if k.endswith(f".{name}.weight"))
+            if missing:
+                model.delete_adapter(name)
+            return missing
+    finally:
+        report.setLevel(level)
 
 
 class CascadeBackend(Backend):
@@ -414,11 +435,14 @@ class CascadeBackend(Backend):
         with self._lock:
             self.load()
             try:
-                self.text_model.load_adapter(str(path), adapter_name=name)
+                missing = _load_adapter_quietly(self.text_model, str(path), name)
             except (OSError, ValueError) as exc:
                 raise BackendError(f"cannot load adapter {name!r} from {path}: {exc}") from exc
-            # loading activates the new adapter; the active one changes only through set_adapter
-            self._activate(self.adapter)
+            finally:
+                # loading (or dropping an incomplete adapter) switches adapters; the active one changes only through set_adapter
+                self._activate(self.adapter)
+            if missing:
+                raise BackendError(f"adapter {name!r} in {path} lacks {len(missing)} of its weights (e.g. {missing[0]}): rebuild it")
 
     def set_adapter(self, name: str | None) -> None:
         with self._lock:
