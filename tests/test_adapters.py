@@ -180,3 +180,30 @@ def test_the_app_offers_and_ticks_a_compatible_shipped_adapter_only(shipped, tmp
     assert "default" in services.pool.get_backend().adapters(), "the app's start loads the shipped adapter with the model"
     rewrite_card(shipped, prompt_version="cascade-0")
     assert services.pool.method_names() == method_names(), "an adapter the backend would refuse is not offered"
+
+
+@pytest.mark.slow
+def test_the_shipped_default_loads_without_flags_and_changes_an_answer():
+    """The real lora:default on the real default backend is live, not a no-op: it changes at least one answer of the
+    dev set where it is built (scripts/build_dev_set.py), else of the demo items."""
+    from reliability.audio import load_audio
+    from reliability.backends.cascade import CascadeBackend
+    from reliability.methods import ask, get_method
+    from tests.test_cascade import COMPONENTS, demo_items, missing
+
+    absent = missing(COMPONENTS)
+    if absent:
+        pytest.skip(f"cascade components not installed: {', '.join(absent)} (pip install {' '.join(absent)})")
+    backend = CascadeBackend(threads=2).load()
+    dev = adapters.SHIPPED_DIR.parent.parent / "devset" / "devset.json"
+    items = [i for i in (_dev_items(dev) if dev.is_file() else demo_items()) if i.choices]
+    clips = [load_audio(i.audio_path) for i in items]
+    assert ensure_loaded(backend, ["default"], user=False) == ["default"]
+    baseline = ask(get_method("baseline"), backend, items, clips)
+    lora = ask(get_method("lora:default"), backend, items, clips)
+    assert any(a.text != b.text for a, b in zip(baseline, lora)), "the shipped adapter changes no answer"
+
+
+def _dev_items(path) -> list[Item]:
+    records = json.loads(path.read_text())
+    return [Item(r["id"], r["question"], tuple(r["choices"]), r["answer"], r["task"], str(path.parent / r["audio_id"]), "devset") for r in records]

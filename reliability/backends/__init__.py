@@ -24,7 +24,7 @@ BACKEND_NOTES: dict[str, str] = {
         "nobody says in the clip. MCoT reasons over the evidence before it picks. It hears only what the listeners write: "
         "no pitch, emotion, speaker or order of events. On 121 questions about real recordings (docs/DEV_SET.md) the "
         "baseline answered 70 % of the answerable ones correctly; IDK prompting kept 53 of its 62 right answers and "
-        "abstained on all 33 unanswerable ones. "
+        "abstained on all 33 unanswerable ones; the shipped LoRA adapter (lora:default) kept 54 and abstained on 14. "
         "Limits: reliability/demo/MODEL_CARD.md."
     ),
     "qwen2-audio": "Qwen2-Audio through transformers: the model hears the clip itself (the first 30 s).",

@@ -70,7 +70,7 @@ def alpha_sweep_figure(rows: Sequence[Mapping[str, Any]], group: str = TOTAL) ->
     )
     fig.update_xaxes(title="LoRA alpha", type="log")
     fig.update_yaxes(title="ΔCon / ΔHum", tickformat=".0%", secondary_y=False)
-    fig.update_yaxes(title="RGI", secondary_y=True)
+    fig.update_yaxes(title="RGI", tickformat=".2f", secondary_y=True)
     fig.update_layout(title=f"LoRA alpha sweep ({group}): humility gained vs correct answers lost", template=TEMPLATE, height=420)
     return fig
 
