@@ -18,6 +18,16 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
+@pytest.fixture(autouse=True)
+def no_shipped_adapters(tmp_path_factory, monkeypatch):
+    """Tests see no shipped adapter unless they put one there: the repository's real lora:default is trained for the
+    1.5B default and would join every listing and every cascade's warm-up. The test of that adapter itself puts the
+    repository's folder back (test_adapters.REPOSITORY_ADAPTERS)."""
+    from reliability.training import adapters
+
+    monkeypatch.setattr(adapters, "SHIPPED_DIR", tmp_path_factory.mktemp("no-shipped-adapters"))
+
+
 def tone(freq: float = 440.0, seconds: float = 1.0, sr: int = SAMPLE_RATE, amp: float = 0.3) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)

@@ -22,6 +22,8 @@ from reliability.types import Item, Request  # noqa: E402
 
 from tests.test_train_lora import FAST, examples, tiny_cascade  # noqa: E402
 
+REPOSITORY_ADAPTERS = adapters.SHIPPED_DIR  # read before conftest's no_shipped_adapters empties it for each test
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -183,7 +185,7 @@ def test_the_app_offers_and_ticks_a_compatible_shipped_adapter_only(shipped, tmp
 
 
 @pytest.mark.slow
-def test_the_shipped_default_loads_without_flags_and_changes_an_answer():
+def test_the_shipped_default_loads_without_flags_and_changes_an_answer(monkeypatch):
     """The real lora:default on the real default backend is live, not a no-op: it changes at least one answer of the
     dev set where it is built (scripts/build_dev_set.py), else of the demo items."""
     from reliability.audio import load_audio
@@ -194,8 +196,9 @@ def test_the_shipped_default_loads_without_flags_and_changes_an_answer():
     absent = missing(COMPONENTS)
     if absent:
         pytest.skip(f"cascade components not installed: {', '.join(absent)} (pip install {' '.join(absent)})")
+    monkeypatch.setattr(adapters, "SHIPPED_DIR", REPOSITORY_ADAPTERS)
     backend = CascadeBackend(threads=2).load()
-    dev = adapters.SHIPPED_DIR.parent.parent / "devset" / "devset.json"
+    dev = REPOSITORY_ADAPTERS.parent.parent / "devset" / "devset.json"
     items = [i for i in (_dev_items(dev) if dev.is_file() else demo_items()) if i.choices]
     clips = [load_audio(i.audio_path) for i in items]
     assert ensure_loaded(backend, ["default"], user=False) == ["default"]
