@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import re
+import warnings
 
 from reliability.errors import BackendError
 from reliability.types import Generation, Request
@@ -130,3 +132,12 @@ def lm_target_modules_regex(model, backend: str, top: int = 0) -> str:
         raise BackendError(f"{backend}: the language model has {count} layers; cannot train the top {top}")
     layers = r"\d+" if top in (0, count) else "(" + "|".join(str(i) for i in range(count - top, count)) + ")"
     return re.escape(prefixes.pop()) + r"\.layers\." + layers + LM_PROJECTIONS
+
+
+@contextlib.contextmanager
+def adapters_coexist():
+    """Silence PEFT's warnings that adapters coexist and that deleting the active one activates another: both are
+    intended where backends and the trainer hold several adapters (they re-apply their own choice right after)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"(Already found a `peft_config`|Adapter .* was active which is now deleted)")
+        yield

@@ -20,7 +20,6 @@ import os
 import re
 import threading
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from reliability import prompts
 from reliability.training.adapters import check_name, default_adapters_dir, loaded_adapters, staged_folder
 from reliability.audio import for_model, load_audio
 from reliability.backends import trainable_backends
-from reliability.backends.base import Backend
+from reliability.backends.base import Backend, adapters_coexist
 from reliability.errors import AudioError, BackendError, ReliabilityError
 from reliability.training.idk_dataset import FULL, TrainingExample
 from reliability.training.config import TrainConfig
@@ -366,10 +365,7 @@ def _attach(holder, name: str, peft_config):
 
 
 def _quietly(fn, *args, **kwargs):
-    """PEFT warns that adapters coexist and that deleting the active one activates another: both are
-    intended here (the backend re-applies its own choice of adapter right after)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"(Already found a `peft_config`|Adapter .* was active which is now deleted)")
+    with adapters_coexist():
         return fn(*args, **kwargs)
 
 

@@ -13,10 +13,9 @@ import math
 import re
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 
-from reliability.backends.base import Backend
+from reliability.backends.base import Backend, adapters_coexist
 from reliability.backends.cascade.evidence import EVIDENCE_VERSION, EvidenceExtractor
 from reliability.backends.cascade.grounding import unattested
 from reliability.backends.cascade.text_model import DEFAULT_TEXT_MODEL, Progress, load_text_model, model_hash, require, text_model_spec
@@ -89,13 +88,12 @@ def _load_adapter_quietly(model, path: str, name: str) -> list[str]:
     """transformers' load_adapter without its noise; returns the names of this adapter's weights the file lacks.
 
     Its load report counts every other loaded adapter's weights as missing from this one (a false alarm
-    on each adapter after the first), and PEFT warns that adapters coexist, which is intended here."""
+    on each adapter after the first), and PEFT warns that adapters coexist (adapters_coexist)."""
     report = logging.getLogger("transformers.integrations.peft")
     level = report.level
     report.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"(Already found a `peft_config`|Adapter .* was active which is now deleted)")
+        with adapters_coexist():
             loaded = model.load_adapter(path, adapter_name=name)
             missing = sorted(k for k in loaded.missing_keys if k.endswith(f".{name}.weight"))
             if missing:
